@@ -1,0 +1,187 @@
+"""Multi-channel TIFF / OME-TIFF reading and writing.
+
+Images are returned as float32 arrays in channel-first layout ``(C, H, W)`` with the
+raw intensity values (no scaling), plus channel names taken from OME metadata when
+present. Layouts accepted on reading: 2-D grey ``(H, W)``, ``CYX`` and ``YXC``
+(the paper's crops are H x W x 7). Use :func:`dama_det.data.normalize` functions to
+scale intensities.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import tifffile
+
+from ..errors import DamaUserError
+
+# Largest channel count we treat as "channels" when the axis order is ambiguous.
+MAX_CHANNELS = 64
+
+
+def _ome_channel_names(tif: tifffile.TiffFile) -> list[str] | None:
+    xml = tif.ome_metadata
+    if not xml:
+        return None
+    names = re.findall(r"<Channel\b[^>]*?\bName=\"([^\"]*)\"", xml)
+    return names or None
+
+
+def _to_chw(arr: np.ndarray, axes: str | None, path: Path) -> np.ndarray:
+    """Bring a 2-D or 3-D array into (C, H, W)."""
+    arr = np.squeeze(arr) if arr.ndim > 3 else arr
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.ndim != 3:
+        raise DamaUserError(f"{path}: expected a 2-D or 3-D image, got shape {arr.shape}")
+    if axes:
+        axes = axes.upper().replace("S", "C")
+        # Trust the file's axes only when they name a channel axis explicitly.
+        if len(axes) == 3 and set(axes) == {"C", "Y", "X"}:
+            return np.moveaxis(arr, axes.index("C"), 0)
+    # Ambiguous: the smallest axis is the channel axis (CYX or YXC).
+    if arr.shape[-1] <= MAX_CHANNELS and arr.shape[-1] < min(arr.shape[0], arr.shape[1]):
+        return np.moveaxis(arr, -1, 0)
+    return arr
+
+
+def read_image(
+    path: str | os.PathLike, expected_channels: int | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Read a (multi-channel) TIFF or OME-TIFF image.
+
+    Args:
+        path: the file.
+        expected_channels: if given, the channel count the caller needs (e.g. the
+            config's ``len(PIXEL_MEAN)``); a mismatch raises :class:`DamaUserError`.
+
+    Returns:
+        ``(image, channel_names)``: image float32 ``(C, H, W)`` with raw intensities;
+        names from OME metadata, else ``["ch0", "ch1", ...]``.
+
+    Raises:
+        DamaUserError: unreadable/corrupt file, wrong channel count, NaN/Inf values,
+            empty image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DamaUserError(f"{path}: no such file")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            arr = series.asarray()
+            axes = series.axes
+            names = _ome_channel_names(tif)
+    except DamaUserError:
+        raise
+    except Exception as exc:  # tifffile raises several types for corrupt files
+        raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+    if arr.size == 0:
+        raise DamaUserError(f"{path}: image is empty (shape {arr.shape})")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DamaUserError(f"{path}: unsupported pixel type {arr.dtype}")
+    chw = _to_chw(arr, axes, path).astype(np.float32, copy=False)
+    if chw.shape[1] == 0 or chw.shape[2] == 0:
+        raise DamaUserError(f"{path}: image is empty (shape {arr.shape})")
+    if not np.isfinite(chw).all():
+        raise DamaUserError(f"{path}: image contains NaN or Inf values")
+    c = chw.shape[0]
+    if expected_channels is not None and c != expected_channels:
+        raise DamaUserError(
+            f"{path}: image has {c} channel(s) but {expected_channels} are expected "
+            f"(shape {tuple(arr.shape)}, axes {axes or '?'})"
+        )
+    if not names or len(names) != c:
+        names = [f"ch{i}" for i in range(c)]
+    return np.ascontiguousarray(chw), names
+
+
+def write_ome_tiff(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    channel_names: Sequence[str] | None = None,
+    compression: str | None = "zlib",
+) -> Path:
+    """Write a ``(C, H, W)`` (or ``(H, W)``) image as OME-TIFF with channel names.
+
+    The file is written to a temporary name and renamed, so it is never half-written.
+
+    Args:
+        path: output file (``.ome.tif`` recommended).
+        image: array ``(C, H, W)`` or ``(H, W)``; dtype is kept (uint8/uint16/float32).
+        channel_names: one name per channel.
+        compression: tifffile compression ("zlib", None, ...).
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[None]
+    if img.ndim != 3:
+        raise DamaUserError(f"{path}: cannot write image of shape {img.shape}; expected (C, H, W)")
+    metadata: dict = {"axes": "CYX"}
+    if channel_names is not None:
+        if len(channel_names) != img.shape[0]:
+            raise DamaUserError(
+                f"{path}: {len(channel_names)} channel names for {img.shape[0]} channels"
+            )
+        metadata["Channel"] = {"Name": list(channel_names)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tifffile.imwrite(tmp, img, ome=True, metadata=metadata, compression=compression,
+                         photometric="minisblack")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_label_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an instance label image (0 = background, 1..N = instances).
+
+    Returns:
+        int32 array ``(H, W)``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DamaUserError(f"{path}: no such file")
+    try:
+        arr = tifffile.imread(path)
+    except Exception as exc:
+        raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+    arr = np.squeeze(arr)
+    if arr.ndim != 2:
+        raise DamaUserError(f"{path}: a label image must be 2-D, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
+            arr = arr.astype(np.int64)
+        else:
+            raise DamaUserError(f"{path}: label image must hold integers, got {arr.dtype}")
+    if arr.min() < 0:
+        raise DamaUserError(f"{path}: label image has negative labels")
+    return arr.astype(np.int32)
+
+
+def write_label_image(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Write an instance label image as uint16 (uint32 if > 65535 labels) TIFF, atomically."""
+    path = Path(path)
+    labels = np.asarray(labels)
+    dtype = np.uint16 if labels.max(initial=0) < 65536 else np.uint32
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tifffile.imwrite(tmp, labels.astype(dtype), compression="zlib")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
