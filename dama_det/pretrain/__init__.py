@@ -1,0 +1,1 @@
+"""DAMA / MAE self-supervised pretraining of N-channel ViT encoders."""

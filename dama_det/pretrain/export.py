@@ -1,0 +1,111 @@
+"""The encoder export: the one file that pretraining writes and that detection and
+classification load.
+
+Format (``torch.save`` of a dict)::
+
+    {
+      "format": "dama_det.encoder.v1",
+      "model": {...},          # student-1 encoder state dict, timm/MAE/DeiT key names:
+                               # cls_token (1, 1, D), pos_embed (1, 1 + L, D),
+                               # patch_embed.proj.weight (D, C, p, p), patch_embed.proj.bias,
+                               # blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*,
+                               # norm.weight, norm.bias   (no decoder, no mask token)
+      "img_size": 128, "patch_size": 16, "in_chans": 7,
+      "embed_dim": 192, "depth": 12, "num_heads": 3, "mlp_ratio": 4.0,
+      "method": "dama",        # dama / dama-ema / dama-rand / mae / random
+      "channel_names": [...] or None,
+      "epoch": int or None,
+    }
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from ..errors import DamaUserError
+from ..utils.io import atomic_torch_save
+
+EXPORT_FORMAT = "dama_det.encoder.v1"
+META_KEYS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
+
+
+def save_encoder_export(
+    path: str | os.PathLike,
+    encoder_state: Mapping[str, torch.Tensor],
+    *,
+    img_size: int,
+    patch_size: int,
+    in_chans: int,
+    embed_dim: int,
+    depth: int,
+    num_heads: int,
+    mlp_ratio: float = 4.0,
+    method: str = "dama",
+    channel_names: Sequence[str] | None = None,
+    epoch: int | None = None,
+) -> Path:
+    """Write an encoder export atomically.
+
+    Args:
+        path: output file (``.pth``).
+        encoder_state: encoder weights in timm ``VisionTransformer`` key names.
+        img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio: the
+            encoder's architecture (the pretraining grid is ``img_size // patch_size``).
+        method: pretraining method name.
+        channel_names: names of the input channels, if known.
+        epoch: pretraining epoch the weights come from.
+
+    Returns:
+        The written path.
+    """
+    state = {k: v.detach().cpu().clone() for k, v in encoder_state.items()}
+    bad = [k for k in state if k.startswith(("decoder", "mask_token"))]
+    if bad:
+        raise ValueError(f"encoder export must not contain decoder weights: {bad[:3]}")
+    obj: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "model": state,
+        "img_size": int(img_size),
+        "patch_size": int(patch_size),
+        "in_chans": int(in_chans),
+        "embed_dim": int(embed_dim),
+        "depth": int(depth),
+        "num_heads": int(num_heads),
+        "mlp_ratio": float(mlp_ratio),
+        "method": method,
+        "channel_names": list(channel_names) if channel_names is not None else None,
+        "epoch": epoch,
+    }
+    return atomic_torch_save(obj, path)
+
+
+def load_encoder_export(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate an encoder export.
+
+    Returns:
+        The export dict (see module docstring); tensors on CPU.
+
+    Raises:
+        DamaUserError: missing file, not an export, or missing metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DamaUserError(f"{path}: no such weights file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise DamaUserError(f"{path}: cannot load weights ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict) or obj.get("format") != EXPORT_FORMAT:
+        raise DamaUserError(
+            f"{path}: not a dama_det encoder export (expected format {EXPORT_FORMAT!r}; "
+            "create one with `dama-det export`)"
+        )
+    missing = [k for k in (*META_KEYS, "model") if k not in obj]
+    if missing:
+        raise DamaUserError(f"{path}: encoder export lacks key(s) {', '.join(missing)}")
+    if obj["model"]["patch_embed.proj.weight"].shape[1] != obj["in_chans"]:
+        raise DamaUserError(f"{path}: patch_embed weight does not match in_chans={obj['in_chans']}")
+    return obj
