@@ -3,6 +3,11 @@
 Input images are N-channel TIFFs scaled to [0, 1] (the paper uses no mean/std
 normalisation), so configs set ``MODEL.PIXEL_MEAN = [0.0] * C`` and
 ``MODEL.PIXEL_STD = [1.0] * C``; the channel count everywhere is ``len(PIXEL_MEAN)``.
+
+The backbone keys live under ``MODEL.DAMA_VIT`` (see
+``dama_det.modeling.vit_backbone.build_dama_vit_fpn_backbone``). ``MODEL.WEIGHTS``
+stays Detectron2's full-model checkpoint; ``MODEL.DAMA_VIT.ENCODER_WEIGHTS`` is a
+pretraining export (``dama-det export``) loaded into the ViT when the model is built.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ def add_dama_config(cfg: CN) -> CN:
     Returns:
         The same ``cfg``, for chaining.
     """
+    from . import modeling  # noqa: F401  (registers build_dama_vit_fpn_backbone)
+
     # ---- input: N-channel TIFF images ----
     cfg.INPUT.FORMAT = "N"  # images are N-channel float arrays, not BGR/RGB
     cfg.INPUT.MASK_FORMAT = "bitmask"  # instance masks as bitmaps (from COCO RLE)
@@ -36,4 +43,77 @@ def add_dama_config(cfg: CN) -> CN:
     cfg.INPUT.PAD_VALUE = 0.0  # value used to pad images after scaling
     cfg.MODEL.PIXEL_MEAN = [0.0] * len(DEFAULT_CHANNEL_NAMES)
     cfg.MODEL.PIXEL_STD = [1.0] * len(DEFAULT_CHANNEL_NAMES)
+
+    # ---- device ----
+    cfg.MODEL.DEVICE = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1"
+
+    # ---- backbone: ViT (Detectron2's ViTDet ViT) + SimpleFeaturePyramid ----
+    v = cfg.MODEL.DAMA_VIT = CN()
+    v.IMG_SIZE = 256  # detection input size; sets the relative-position table of global blocks
+    v.PATCH_SIZE = 16  # ViT patch size (must equal the pretraining export's)
+    v.EMBED_DIM = 768  # token width D (ViT-B 768, ViT-tiny 192)
+    v.DEPTH = 12  # number of transformer blocks
+    v.NUM_HEADS = 12  # attention heads per block
+    v.MLP_RATIO = 4.0  # MLP hidden width / D
+    v.QKV_BIAS = True  # bias in the qkv projection (timm/MAE default)
+    v.DROP_PATH_RATE = 0.1  # stochastic depth, linearly increasing to this value
+    v.WINDOW_SIZE = 14  # window attention size in tokens (blocks not in GLOBAL_BLOCK_INDEXES)
+    v.GLOBAL_BLOCK_INDEXES = [2, 5, 8, 11]  # blocks with global attention; all others windowed
+    v.USE_REL_POS = True  # decomposed relative position bias in attention (ViTDet)
+    v.USE_ABS_POS = True  # absolute position embedding (loaded from pretraining)
+    v.PRETRAIN_IMG_SIZE = 128  # grid the stored pos_embed covers (img/patch); resampled per input
+    v.PRETRAIN_USE_CLS_TOKEN = True  # pos_embed has a leading cls entry (MAE/timm exports do)
+    v.ENCODER_WEIGHTS = ""  # pretraining export (.pth from `dama-det export`) loaded at build
+    v.OUT_CHANNELS = 256  # channels of every pyramid level
+    v.SCALE_FACTORS = [4.0, 2.0, 1.0, 0.5]  # pyramid scales of the stride-16 map -> p2..p5
+    v.FPN_NORM = "LN"  # norm in the simple feature pyramid ("LN", "GN", "" ...)
+    v.SQUARE_PAD = 0  # if > 0, pad every input to this square size (ViTDet uses 1024)
+    v.LAYER_DECAY = 0.7  # layer-wise lr decay (get_vit_lr_decay_rate); 1.0 disables
+
+    # ---- datasets: registered from COCO json files named in the config or CLI ----
+    cfg.DATASETS.TRAIN_JSON = ()  # COCO json per DATASETS.TRAIN name ("" or none: pre-registered)
+    cfg.DATASETS.TEST_JSON = ()  # COCO json per DATASETS.TEST name
+    cfg.DATASETS.SYNTH_DIR = ""  # data for synth_train/synth_val; "" = OUTPUT_DIR/synth_data
+    cfg.DATASETS.SYNTH_SEED = 0  # seed used when the synthetic data must be generated
+    cfg.DATASETS.SYNTH_TRAIN_TILES = 32  # training tiles generated for synth_train
+    cfg.DATASETS.SYNTH_VAL_TILES = 8  # validation tiles generated for synth_val
+    cfg.DATASETS.SYNTH_TILE_SIZE = 512  # side of the generated tiles (pixels)
+
+    # ---- solver ----
+    cfg.SOLVER.OPTIMIZER = "AdamW"  # "AdamW" (ViTDet) or "SGD"
+    cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW betas
+    cfg.SOLVER.EPOCHS = 0  # if > 0: MAX_ITER = EPOCHS * train images / IMS_PER_BATCH (rounded up)
+    cfg.SOLVER.STEP_FRACTIONS = (0.889, 0.963)  # with EPOCHS: lr steps as fractions of MAX_ITER
+    cfg.SOLVER.AMP.DTYPE = "auto"  # CUDA autocast dtype: "auto" (bf16 if supported), "bf16", "fp16"
+    cfg.SOLVER.AMP.CPU_BF16 = False  # bf16 autocast when training on CPU (AVX512-BF16/AMX CPUs)
+
+    # ---- evaluation ----
+    cfg.TEST.DETECTIONS_PER_IMAGE = 500  # many cells per image: also COCO maxDets[-1]
+    cfg.TEST.EVAL_EPOCHS = 0  # with SOLVER.EPOCHS: evaluate and checkpoint every this many epochs
+    cfg.TEST.VAL_LOSS_PERIOD = 0  # iterations between validation-loss passes; 0 = EVAL_PERIOD
+    cfg.TEST.VAL_LOSS_MAX_IMAGES = 64  # at most this many validation images per loss pass
+    cfg.TEST.BEST_METRIC = "segm/AP"  # metric kept by the best checkpoint ("" disables)
     return cfg
+
+
+def resolve_device(cfg: CN) -> str:
+    """Replace ``MODEL.DEVICE == "auto"`` by "cuda" or "cpu" (in place) and return it.
+
+    Args:
+        cfg: a config with dama_det keys (must not be frozen).
+
+    Returns:
+        The concrete device string.
+    """
+    from .utils import pick_device
+
+    dev = pick_device(cfg.MODEL.DEVICE)
+    cfg.MODEL.DEVICE = str(dev)
+    return cfg.MODEL.DEVICE
+
+
+def get_dama_cfg() -> CN:
+    """A fresh Detectron2 config with dama_det's keys added."""
+    from detectron2.config import get_cfg
+
+    return add_dama_config(get_cfg())

@@ -9,7 +9,9 @@ scale intensities.
 from __future__ import annotations
 
 import os
-import re
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -22,17 +24,62 @@ from ..errors import DamaUserError
 MAX_CHANNELS = 64
 
 
+@dataclass(frozen=True)
+class TiffImage:
+    """An image read by :func:`read_tiff`.
+
+    Attributes:
+        image: float32 ``(C, H, W)`` with the raw (unscaled) intensities.
+        channel_names: one name per channel (OME metadata, else ``ch0``, ``ch1``, ...).
+        dtype: the pixel type stored in the file (e.g. ``uint16``), needed to scale
+            intensities by the dtype maximum.
+        axes: the axis order found in the file (tifffile's notation, e.g. ``"CYX"``).
+    """
+
+    image: np.ndarray
+    channel_names: list[str]
+    dtype: np.dtype
+    axes: str
+
+
 def _ome_channel_names(tif: tifffile.TiffFile) -> list[str] | None:
+    """Channel names of the first OME ``Image`` (None without OME metadata)."""
     xml = tif.ome_metadata
     if not xml:
         return None
-    names = re.findall(r"<Channel\b[^>]*?\bName=\"([^\"]*)\"", xml)
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    image = next((el for el in root if el.tag.rsplit("}", 1)[-1] == "Image"), None)
+    if image is None:
+        return None
+    names = [
+        el.get("Name", "")
+        for el in image.iter()
+        if el.tag.rsplit("}", 1)[-1] == "Channel"
+    ]
     return names or None
+
+
+def _squeeze_with_axes(arr: np.ndarray, axes: str | None) -> tuple[np.ndarray, str | None]:
+    """Drop length-1 axes (e.g. T and Z of a TCZYX OME image), keeping ``axes`` in step."""
+    if arr.ndim <= 3:
+        return arr, axes
+    keep = [i for i, n in enumerate(arr.shape) if n != 1]
+    if len(keep) < 2:  # a 1 x 1 image: keep the last two axes
+        keep = [arr.ndim - 2, arr.ndim - 1]
+    squeezed = arr.reshape([arr.shape[i] for i in keep])
+    if axes and len(axes) == arr.ndim:
+        axes = "".join(axes[i] for i in keep)
+    else:
+        axes = None
+    return squeezed, axes
 
 
 def _to_chw(arr: np.ndarray, axes: str | None, path: Path) -> np.ndarray:
     """Bring a 2-D or 3-D array into (C, H, W)."""
-    arr = np.squeeze(arr) if arr.ndim > 3 else arr
+    arr, axes = _squeeze_with_axes(arr, axes)
     if arr.ndim == 2:
         return arr[None]
     if arr.ndim != 3:
@@ -48,10 +95,12 @@ def _to_chw(arr: np.ndarray, axes: str | None, path: Path) -> np.ndarray:
     return arr
 
 
-def read_image(
-    path: str | os.PathLike, expected_channels: int | None = None
-) -> tuple[np.ndarray, list[str]]:
-    """Read a (multi-channel) TIFF or OME-TIFF image.
+def read_tiff(path: str | os.PathLike, expected_channels: int | None = None) -> TiffImage:
+    """Read a (multi-channel) TIFF or OME-TIFF image with its metadata.
+
+    Layouts: 2-D grey ``(H, W)``, ``CYX`` and ``YXC`` (also OME ``TCZYX`` with
+    singleton T/Z). The channel axis is taken from the file's axes when it names one
+    (OME, ImageJ, RGB samples), else it is the smallest axis.
 
     Args:
         path: the file.
@@ -59,18 +108,20 @@ def read_image(
             config's ``len(PIXEL_MEAN)``); a mismatch raises :class:`DamaUserError`.
 
     Returns:
-        ``(image, channel_names)``: image float32 ``(C, H, W)`` with raw intensities;
-        names from OME metadata, else ``["ch0", "ch1", ...]``.
+        A :class:`TiffImage` (float32 ``(C, H, W)`` raw intensities, channel names,
+        stored dtype, axes).
 
     Raises:
-        DamaUserError: unreadable/corrupt file, wrong channel count, NaN/Inf values,
-            empty image.
+        DamaUserError: missing/unreadable/corrupt file, unsupported pixel type, wrong
+            channel count, NaN/Inf values, empty image.
     """
     path = Path(path)
     if not path.is_file():
         raise DamaUserError(f"{path}: no such file")
     try:
         with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise DamaUserError(f"{path}: cannot read as TIFF (the file holds no image)")
             series = tif.series[0]
             arr = series.asarray()
             axes = series.axes
@@ -81,6 +132,7 @@ def read_image(
         raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
     if arr.size == 0:
         raise DamaUserError(f"{path}: image is empty (shape {arr.shape})")
+    source_dtype = arr.dtype
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -98,7 +150,43 @@ def read_image(
         )
     if not names or len(names) != c:
         names = [f"ch{i}" for i in range(c)]
-    return np.ascontiguousarray(chw), names
+    return TiffImage(np.ascontiguousarray(chw), names, np.dtype(source_dtype), axes or "")
+
+
+def read_image(
+    path: str | os.PathLike, expected_channels: int | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Read a (multi-channel) TIFF or OME-TIFF image.
+
+    Args:
+        path: the file.
+        expected_channels: if given, the channel count the caller needs (e.g. the
+            config's ``len(PIXEL_MEAN)``); a mismatch raises :class:`DamaUserError`.
+
+    Returns:
+        ``(image, channel_names)``: image float32 ``(C, H, W)`` with raw intensities;
+        names from OME metadata, else ``["ch0", "ch1", ...]``. Use :func:`read_tiff`
+        to also get the stored dtype (for scaling by the dtype maximum).
+
+    Raises:
+        DamaUserError: unreadable/corrupt file, wrong channel count, NaN/Inf values,
+            empty image.
+    """
+    result = read_tiff(path, expected_channels)
+    return result.image, result.channel_names
+
+
+def _atomic_tiff_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def write_ome_tiff(
@@ -133,15 +221,11 @@ def write_ome_tiff(
                 f"{path}: {len(channel_names)} channel names for {img.shape[0]} channels"
             )
         metadata["Channel"] = {"Name": list(channel_names)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tifffile.imwrite(tmp, img, ome=True, metadata=metadata, compression=compression,
-                         photometric="minisblack")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    _atomic_tiff_write(
+        path,
+        lambda tmp: tifffile.imwrite(tmp, img, ome=True, metadata=metadata,
+                                     compression=compression, photometric="minisblack"),
+    )
     return path
 
 
@@ -158,16 +242,25 @@ def read_label_image(path: str | os.PathLike) -> np.ndarray:
         arr = tifffile.imread(path)
     except Exception as exc:
         raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+    if arr.size == 0:
+        raise DamaUserError(f"{path}: label image is empty (shape {arr.shape})")
     arr = np.squeeze(arr)
     if arr.ndim != 2:
         raise DamaUserError(f"{path}: a label image must be 2-D, got shape {arr.shape}")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
     if not np.issubdtype(arr.dtype, np.integer):
         if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
             arr = arr.astype(np.int64)
         else:
-            raise DamaUserError(f"{path}: label image must hold integers, got {arr.dtype}")
+            raise DamaUserError(
+                f"{path}: label image must hold integers (0 = background, 1..N instances), "
+                f"got {arr.dtype}"
+            )
     if arr.min() < 0:
         raise DamaUserError(f"{path}: label image has negative labels")
+    if int(arr.max()) > np.iinfo(np.int32).max:
+        raise DamaUserError(f"{path}: label {int(arr.max())} does not fit in int32")
     return arr.astype(np.int32)
 
 
@@ -175,13 +268,11 @@ def write_label_image(path: str | os.PathLike, labels: np.ndarray) -> Path:
     """Write an instance label image as uint16 (uint32 if > 65535 labels) TIFF, atomically."""
     path = Path(path)
     labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise DamaUserError(f"{path}: a label image must be 2-D, got shape {labels.shape}")
+    if labels.size and labels.min() < 0:
+        raise DamaUserError(f"{path}: label image has negative labels")
     dtype = np.uint16 if labels.max(initial=0) < 65536 else np.uint32
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tifffile.imwrite(tmp, labels.astype(dtype), compression="zlib")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    data = labels.astype(dtype)
+    _atomic_tiff_write(path, lambda tmp: tifffile.imwrite(tmp, data, compression="zlib"))
     return path

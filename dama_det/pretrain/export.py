@@ -109,3 +109,83 @@ def load_encoder_export(path: str | os.PathLike) -> dict[str, Any]:
     if obj["model"]["patch_embed.proj.weight"].shape[1] != obj["in_chans"]:
         raise DamaUserError(f"{path}: patch_embed weight does not match in_chans={obj['in_chans']}")
     return obj
+
+
+# --------------------------------------------------------------------------------------
+# Writing an export from a pretraining model or checkpoint (the pretrain helper's part).
+
+#: prefixes of the timm VisionTransformer encoder keys inside one student.
+ENCODER_KEY_PREFIXES = ("cls_token", "pos_embed", "patch_embed.", "blocks.", "norm.")
+
+
+def encoder_state_from_pretrainer_state(
+    state: Mapping[str, torch.Tensor], student: str = "student1"
+) -> dict[str, torch.Tensor]:
+    """Slice one student's encoder out of a ``DAMAPretrainer`` state dict.
+
+    Args:
+        state: the pretraining model's ``state_dict()`` (keys ``student1.blocks.0...``).
+        student: which student (``student1`` is the one detection/classification use).
+
+    Returns:
+        The encoder weights in timm ``VisionTransformer`` key names.
+    """
+    prefix = f"{student}."
+    return {
+        k[len(prefix):]: v for k, v in state.items()
+        if k.startswith(prefix) and k[len(prefix):].startswith(ENCODER_KEY_PREFIXES)
+    }
+
+
+def export_pretrainer(
+    model: torch.nn.Module,
+    out_path: str | os.PathLike,
+    channel_names: Sequence[str] | None = None,
+    epoch: int | None = None,
+) -> Path:
+    """Write the student-1 encoder of a ``DAMAPretrainer`` as an encoder export.
+
+    Args:
+        model: a ``dama_det.pretrain.dama.DAMAPretrainer`` (not DDP-wrapped).
+        out_path: the ``.pth`` to write.
+        channel_names: input channel names.
+        epoch: the number of epochs the weights were trained for.
+
+    Returns:
+        The written path.
+    """
+    cfg = model.model_cfg
+    return save_encoder_export(
+        out_path, model.encoder_state_dict(), img_size=cfg.img_size, patch_size=cfg.patch_size,
+        in_chans=cfg.in_chans, embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
+        mlp_ratio=cfg.mlp_ratio, method=model.method, channel_names=channel_names, epoch=epoch,
+    )
+
+
+def export_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Write the student-1 encoder of a pretraining checkpoint as an encoder export.
+
+    Args:
+        ckpt_path: a ``checkpoint-*.pth`` written by ``dama-det pretrain``.
+        out_path: the export to write (atomically).
+
+    Returns:
+        The written path.
+
+    Raises:
+        DamaUserError: not a pretraining checkpoint, or it lacks encoder weights.
+    """
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = ckpt["model_config"]
+    state = encoder_state_from_pretrainer_state(ckpt["model"])
+    if "patch_embed.proj.weight" not in state:
+        raise DamaUserError(f"{ckpt_path}: checkpoint holds no student-1 encoder weights")
+    return save_encoder_export(
+        out_path, state, img_size=cfg["img_size"], patch_size=cfg["patch_size"],
+        in_chans=cfg["in_chans"], embed_dim=cfg["embed_dim"], depth=cfg["depth"],
+        num_heads=cfg["num_heads"], mlp_ratio=cfg.get("mlp_ratio", 4.0),
+        method=ckpt["method_config"].get("method", "dama"),
+        channel_names=ckpt.get("channel_names"), epoch=int(ckpt["epoch"]) + 1,
+    )

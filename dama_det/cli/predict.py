@@ -1,0 +1,152 @@
+"""``dama-det predict``: instance masks for N-channel images with a trained Mask R-CNN.
+
+Inputs are TIFF / OME-TIFF files, folders of them, or a COCO json (its ``images``,
+ids kept). Images of any size are predicted by overlapping sliding windows whose
+instances are merged (memory does not grow with the image beyond the label image).
+Outputs in ``--out``: ``<name>_masks.tif`` label images (0 = background, 1..N; napari
+and cellpose read them), ``<name>_overlay.png`` (channel composite + outlines) and
+``predictions.json`` (images + COCO results with RLE masks and scores, for
+``dama-det eval``).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` subcommand."""
+    p = subparsers.add_parser(
+        "predict",
+        help="predict cell masks: label TIFFs, COCO results json, PNG overlays",
+        description=__doc__.split("\n\n", 1)[1].replace("``", "'"),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("input")
+    g.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image file(s) (.tif/.ome.tif), folder(s) of images (*_masks.tif "
+                   "skipped; ids 1..N by name, as `dama-det data to-coco` numbers them) or "
+                   "a COCO json whose images to predict (ids kept)")
+    g = p.add_argument_group("model")
+    g.add_argument("--weights", required=True, metavar="MODEL.pth",
+                   help="Detectron2 checkpoint written by `dama-det train` "
+                   "(e.g. OUTPUT_DIR/model_final.pth)")
+    g.add_argument("--config-file", default=None, metavar="FILE",
+                   help="training config (path or shipped name); default: config.yaml "
+                   "beside --weights")
+    g.add_argument("--score-thresh", type=_fraction, default=0.5, metavar="S",
+                   help="keep detections scoring at least S (use e.g. 0.05 for COCO AP)")
+    g = p.add_argument_group("tiling")
+    g.add_argument("--tile-size", type=_positive_int, default=None, metavar="PX",
+                   help="sliding-window side; default: the training crop size "
+                   "(INPUT.LSJ.IMAGE_SIZE)")
+    g.add_argument("--overlap", type=_non_negative_int, default=None, metavar="PX",
+                   help="minimum overlap of neighbouring windows; should exceed the "
+                   "largest cell; default: a quarter of the tile size")
+    g.add_argument("--merge-thresh", type=_fraction, default=0.5, metavar="F",
+                   help="overlap (of the smaller instance) above which detections of two "
+                   "windows are one instance")
+    g = p.add_argument_group("hardware")
+    g.add_argument("--batch", type=_positive_int, default=1, metavar="N",
+                   help="windows per forward pass")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    g.add_argument("--no-overlay", action="store_true", help="do not write PNG overlays")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _config_path(config_file: str | None, weights: Path) -> Path:
+    from ..engine.config_files import find_config_file
+    from ..errors import DamaUserError
+
+    if config_file:
+        return find_config_file(config_file)
+    beside = weights.parent / "config.yaml"
+    if beside.is_file():
+        return beside
+    raise DamaUserError(
+        f"{weights}: no config.yaml beside the weights; give the training config with "
+        "--config-file"
+    )
+
+
+def load_predict_config(config_file: str | None, weights: str):
+    """The training config for ``weights`` (dama_det keys added), not frozen.
+
+    Raises:
+        DamaUserError: missing weights or config, or a config Detectron2 rejects.
+    """
+    from .. import get_dama_cfg
+    from ..errors import DamaUserError
+
+    weights_path = Path(weights)
+    if not weights_path.is_file():
+        raise DamaUserError(f"{weights_path}: weights file not found (give --weights a "
+                            "checkpoint written by `dama-det train`)")
+    path = _config_path(config_file, weights_path)
+    cfg = get_dama_cfg()
+    try:
+        cfg.merge_from_file(str(path))
+    except (KeyError, ValueError, TypeError, AssertionError) as exc:
+        raise DamaUserError(f"{path}: invalid config ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # yaml errors
+        raise DamaUserError(f"{path}: cannot read config ({type(exc).__name__}: {exc})") \
+            from None
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``dama-det predict``; returns the exit status."""
+    from ..inference.inputs import collect_inputs
+    from ..inference.pipeline import PREDICTIONS_JSON, PredictOptions, predict_and_write
+    from ..inference.predictor import MaskRCNNTilePredictor
+    from ..inference.tiling import check_tiling
+
+    cfg = load_predict_config(args.config_file, args.weights)
+    inputs = collect_inputs(args.inputs)
+    tile = args.tile_size or int(cfg.INPUT.LSJ.IMAGE_SIZE)
+    overlap = args.overlap if args.overlap is not None else tile // 4
+    check_tiling(tile, overlap)
+    predictor = MaskRCNNTilePredictor.from_config(
+        cfg, args.weights, device=args.device, amp=args.amp,
+        score_thresh=args.score_thresh, tile_size=tile,
+    )
+    opts = PredictOptions(
+        num_channels=len(cfg.MODEL.PIXEL_MEAN),
+        intensity_scaling=cfg.INPUT.INTENSITY_SCALING,
+        percentile_range=tuple(cfg.INPUT.PERCENTILE_RANGE),
+        tile_size=tile, overlap=overlap, batch_size=args.batch,
+        merge_threshold=args.merge_thresh, overlay=not args.no_overlay,
+        progress=not args.quiet,
+        info={"weights": str(Path(args.weights).resolve()),
+              "score_thresh": args.score_thresh},
+    )
+    preds = predict_and_write(inputs, predictor, args.out, opts)
+    n = len(preds["annotations"])
+    print(f"{len(inputs)} image(s), {n} instance(s) -> {Path(args.out) / PREDICTIONS_JSON}")
+    return 0

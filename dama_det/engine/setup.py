@@ -1,0 +1,138 @@
+"""Build the training config from a YAML file, command-line flags and ``KEY VALUE``
+overrides; register its datasets; turn an epoch budget into iterations."""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog
+from detectron2.engine import default_setup
+
+from ..config import get_dama_cfg, resolve_device
+from ..errors import DamaUserError
+from .config_files import find_config_file
+from .datasets import register_datasets_from_cfg
+
+logger = logging.getLogger(__name__)
+
+
+def _set_single(cfg: CfgNode, names_key: str, json_key: str, path: str, flag: str) -> None:
+    names = list(cfg.DATASETS[names_key])
+    if len(names) > 1:
+        raise DamaUserError(
+            f"{flag} gives one json but DATASETS.{names_key} names {len(names)} datasets "
+            f"{names}; set DATASETS.{json_key} in the config instead"
+        )
+    if not names:
+        cfg.DATASETS[names_key] = ("train" if names_key == "TRAIN" else "val",)
+    cfg.DATASETS[json_key] = (str(Path(path).expanduser().resolve()),)
+
+
+def build_cfg(args: argparse.Namespace) -> CfgNode:
+    """The config described by parsed ``dama-det train`` / ``tools/train_net.py`` args.
+
+    Order: defaults + ``add_dama_config`` < YAML file < flags (``--output-dir``,
+    ``--weights``, ``--checkpoint``, ``--train-json``, ``--val-json``, ``--device``,
+    ``--amp``, ``--seed``) < trailing ``KEY VALUE`` pairs. ``MODEL.DEVICE "auto"`` is
+    resolved to cuda/cpu.
+
+    Returns:
+        A mutable config (datasets not registered yet).
+    """
+    cfg = get_dama_cfg()
+    config_file = find_config_file(getattr(args, "config_file", None))
+    args.config_file = str(config_file)
+    try:
+        cfg.merge_from_file(str(config_file))
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise DamaUserError(f"{config_file}: {exc}") from None
+    if getattr(args, "output_dir", None):
+        cfg.OUTPUT_DIR = str(args.output_dir)
+    if getattr(args, "weights", None):
+        cfg.MODEL.DAMA_VIT.ENCODER_WEIGHTS = str(Path(args.weights).expanduser().resolve())
+    if getattr(args, "checkpoint", None):
+        cfg.MODEL.WEIGHTS = str(args.checkpoint)
+    if getattr(args, "train_json", None):
+        _set_single(cfg, "TRAIN", "TRAIN_JSON", args.train_json, "--train-json")
+    if getattr(args, "val_json", None):
+        _set_single(cfg, "TEST", "TEST_JSON", args.val_json, "--val-json")
+    if getattr(args, "device", None):
+        cfg.MODEL.DEVICE = args.device
+    amp = getattr(args, "amp", None)
+    if amp:
+        _apply_amp_flag(cfg, amp)
+    if getattr(args, "seed", None) is not None:
+        cfg.SEED = int(args.seed)
+    opts = list(getattr(args, "opts", None) or [])
+    if opts and opts[0] == "--":
+        opts = opts[1:]
+    if len(opts) % 2:
+        raise DamaUserError(f"config overrides must be KEY VALUE pairs, got {opts}")
+    try:
+        cfg.merge_from_list(opts)
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise DamaUserError(f"config override: {exc}") from None
+    resolve_device(cfg)
+    return cfg
+
+
+def _apply_amp_flag(cfg: CfgNode, amp: str) -> None:
+    """``--amp auto|bf16|fp16|off`` -> SOLVER.AMP.* ("auto" keeps the config's choice)."""
+    if amp == "auto":
+        return
+    if amp == "off":
+        cfg.SOLVER.AMP.ENABLED = False
+        cfg.SOLVER.AMP.CPU_BF16 = False
+    elif amp in ("bf16", "fp16"):
+        cfg.SOLVER.AMP.ENABLED = True
+        cfg.SOLVER.AMP.DTYPE = amp
+        cfg.SOLVER.AMP.CPU_BF16 = amp == "bf16"
+    else:
+        raise DamaUserError(f"--amp must be auto, bf16, fp16 or off, not {amp!r}")
+
+
+def apply_epoch_schedule(cfg: CfgNode) -> None:
+    """With ``SOLVER.EPOCHS > 0``: set MAX_ITER, STEPS, WARMUP_ITERS and (with
+    ``TEST.EVAL_EPOCHS``) EVAL_PERIOD / CHECKPOINT_PERIOD from the training-set size.
+
+    Needs the training datasets registered.
+    """
+    epochs = float(cfg.SOLVER.EPOCHS)
+    if epochs <= 0:
+        return
+    n_images = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
+    if n_images == 0:
+        raise DamaUserError(f"training datasets {list(cfg.DATASETS.TRAIN)} hold no images")
+    per_epoch = max(1, math.ceil(n_images / cfg.SOLVER.IMS_PER_BATCH))
+    max_iter = max(1, int(round(epochs * per_epoch)))
+    cfg.SOLVER.MAX_ITER = max_iter
+    steps = sorted({int(f * max_iter) for f in cfg.SOLVER.STEP_FRACTIONS})
+    cfg.SOLVER.STEPS = tuple(s for s in steps if 0 < s < max_iter)
+    cfg.SOLVER.WARMUP_ITERS = min(cfg.SOLVER.WARMUP_ITERS, max_iter // 4)
+    if cfg.TEST.EVAL_EPOCHS > 0:
+        period = max(1, int(round(cfg.TEST.EVAL_EPOCHS * per_epoch)))
+        cfg.TEST.EVAL_PERIOD = cfg.SOLVER.CHECKPOINT_PERIOD = period
+    logger.info(
+        "%g epochs of %d images at batch %d: MAX_ITER=%d, STEPS=%s, EVAL_PERIOD=%d",
+        epochs, n_images, cfg.SOLVER.IMS_PER_BATCH, max_iter, cfg.SOLVER.STEPS,
+        cfg.TEST.EVAL_PERIOD,
+    )
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    """Full setup in one process (each DDP worker runs it): config, datasets, epoch
+    schedule, frozen config, Detectron2's ``default_setup`` (logging, config.yaml in
+    OUTPUT_DIR, seeding).
+
+    Returns:
+        The frozen config.
+    """
+    cfg = build_cfg(args)
+    register_datasets_from_cfg(cfg)
+    apply_epoch_schedule(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg

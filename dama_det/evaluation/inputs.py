@@ -1,0 +1,343 @@
+"""Load and check evaluation inputs: a COCO ground truth and COCO results lists.
+
+Every user mistake becomes a :class:`~dama_det.errors.DamaUserError` naming the file
+and the entry: results for an image id the ground truth lacks, an unknown category
+id, a malformed RLE (its run lengths must add up to ``height * width`` - pycocotools
+would otherwise write past its buffer), a missing score, an empty results list.
+
+Results may also be a folder of label images (cellpose / stardist / napari output,
+one ``<image name>[_cp]_masks.tif`` per ground-truth image): each instance becomes a
+result with score 1 (see :func:`label_folder_to_results`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pycocotools.mask as mask_util
+
+from ..errors import DamaUserError
+
+ResultsSource = str | os.PathLike | Sequence[Mapping[str, Any]]
+GroundTruthSource = str | os.PathLike | Mapping[str, Any]
+
+#: File name endings tried, in order, for the label image of ``<stem>`` in a folder.
+LABEL_FILE_PATTERNS = (
+    "{stem}_cp_masks.tif", "{stem}_cp_masks.tiff", "{stem}_masks.tif", "{stem}_masks.tiff",
+    "{stem}_labels.tif", "{stem}_label.tif", "{stem}.tif", "{stem}.tiff",
+)
+
+
+def decode_rle_counts(counts: str) -> list[int] | None:
+    """Run lengths of a compressed COCO RLE string, or None when it is malformed.
+
+    The format (pycocotools' ``rleToString``): each run length is written as 5-bit
+    groups (characters ``48 + value``, bit 0x20 = more groups follow, bit 0x10 of the
+    last group = sign), and from the fourth run on, as the difference to the run two
+    places before.
+
+    Args:
+        counts: the ``counts`` string of a compressed RLE.
+
+    Returns:
+        The run lengths (background first), or None for an illegal character or a
+        truncated last value.
+    """
+    runs: list[int] = []
+    value = shift = 0
+    for char in counts.encode("ascii", errors="replace"):
+        group = char - 48
+        if group < 0 or group > 63:
+            return None
+        value |= (group & 0x1F) << shift
+        shift += 5
+        if group & 0x20:
+            continue
+        if group & 0x10:
+            value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+        value = shift = 0
+    return None if shift else runs
+
+
+def normalize_segmentation(segm: Any, height: int, width: int, where: str) -> dict[str, Any]:
+    """Check one segmentation and return it as a compressed RLE with ``counts`` a str.
+
+    Args:
+        segm: compressed RLE (``counts`` str/bytes), uncompressed RLE (``counts`` a list)
+            or polygons (list of ``[x0, y0, x1, y1, ...]``).
+        height, width: the image size the mask must have.
+        where: names the entry in error messages, e.g. ``"results.json: entry 12"``.
+
+    Returns:
+        ``{"size": [height, width], "counts": str}``.
+
+    Raises:
+        DamaUserError: wrong size, malformed counts or polygons.
+    """
+    if isinstance(segm, dict):
+        size = segm.get("size")
+        counts = segm.get("counts")
+        if not isinstance(size, (list, tuple)) or [*size] != [height, width]:
+            raise DamaUserError(
+                f"{where}: segmentation size {size} differs from the image size "
+                f"[{height}, {width}]"
+            )
+        if isinstance(counts, bytes):
+            counts = counts.decode("ascii", errors="replace")
+        if isinstance(counts, str):
+            runs = decode_rle_counts(counts)
+            if runs is None or any(r < 0 for r in runs) or sum(runs) != height * width:
+                raise DamaUserError(
+                    f"{where}: malformed RLE (run lengths must be >= 0 and add up to "
+                    f"{height}x{width} = {height * width} pixels)"
+                )
+            return {"size": [height, width], "counts": counts}
+        if isinstance(counts, list):
+            if not all(isinstance(c, (int, np.integer)) and c >= 0 for c in counts) or (
+                sum(counts) != height * width
+            ):
+                raise DamaUserError(
+                    f"{where}: malformed uncompressed RLE (non-negative integers adding up "
+                    f"to {height * width} pixels expected)"
+                )
+            rle = mask_util.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+            return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+        raise DamaUserError(f"{where}: RLE segmentation needs 'counts' (str or list) and 'size'")
+    if isinstance(segm, list) and segm:
+        polys = [p for p in segm if isinstance(p, list)]
+        if len(polys) != len(segm) or not all(
+            len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) for v in p)
+            for p in polys
+        ):
+            raise DamaUserError(
+                f"{where}: polygons must be lists of >= 3 (x, y) number pairs"
+            )
+        rle = mask_util.merge(mask_util.frPyObjects(polys, height, width))
+        return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    raise DamaUserError(f"{where}: unsupported segmentation {type(segm).__name__} (RLE or polygons)")
+
+
+def _check_bbox(bbox: Any, where: str) -> list[float]:
+    if (
+        not isinstance(bbox, (list, tuple))
+        or len(bbox) != 4
+        or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in bbox)
+        or bbox[2] < 0
+        or bbox[3] < 0
+    ):
+        raise DamaUserError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w>=0, h>=0]")
+    return [float(v) for v in bbox]
+
+
+def load_ground_truth(source: GroundTruthSource) -> dict[str, Any]:
+    """Read, check and normalise a COCO ground truth.
+
+    Args:
+        source: a COCO json path, a folder of image / ``_masks`` pairs (converted with
+            :func:`dama_det.data.coco_labels.folder_to_coco`), or a COCO dict.
+
+    Returns:
+        A new COCO dict whose annotations all have ``id``, ``iscrowd``, ``area`` and a
+        compressed-RLE (str counts) or absent ``segmentation``; categories are present.
+
+    Raises:
+        DamaUserError: see :func:`dama_det.data.coco_labels.validate_coco_dict`, plus
+            missing categories, unknown category ids and malformed masks.
+    """
+    from ..data.coco_labels import folder_to_coco, load_coco_json, validate_coco_dict
+
+    if isinstance(source, Mapping):
+        name = "<ground truth>"
+        data = validate_coco_dict(dict(source), name)
+    else:
+        path = Path(source)
+        name = str(path)
+        data = folder_to_coco(path, progress=False) if path.is_dir() else load_coco_json(path)
+    cats = data.get("categories") or []
+    if not cats or not all(isinstance(c, dict) and isinstance(c.get("id"), int) for c in cats):
+        raise DamaUserError(f"{name}: 'categories' must be a non-empty list of {{id, name}}")
+    cat_ids = {c["id"] for c in cats}
+    sizes = {img["id"]: (img["height"], img["width"]) for img in data["images"]}
+    annotations = []
+    used_ids = {a["id"] for a in data["annotations"] if isinstance(a.get("id"), int)}
+    next_id = max(used_ids, default=0) + 1
+    seen: set[int] = set()
+    for i, ann in enumerate(data["annotations"]):
+        where = f"{name}: annotations[{i}]"
+        if ann.get("category_id") not in cat_ids:
+            raise DamaUserError(
+                f"{where}: category_id {ann.get('category_id')!r} is not among the "
+                f"categories {sorted(cat_ids)}"
+            )
+        out = dict(ann)
+        if not isinstance(out.get("id"), int) or out["id"] in seen:
+            out["id"] = next_id
+            next_id += 1
+        seen.add(out["id"])
+        height, width = sizes[ann["image_id"]]
+        out["bbox"] = _check_bbox(ann["bbox"], where)
+        out["iscrowd"] = int(ann.get("iscrowd", 0) or 0)
+        if "segmentation" in ann and ann["segmentation"] not in (None, [], {}):
+            out["segmentation"] = normalize_segmentation(ann["segmentation"], height, width, where)
+            if not isinstance(ann.get("area"), (int, float)):
+                out["area"] = float(mask_util.area(_rle_bytes(out["segmentation"])))
+        else:
+            out.pop("segmentation", None)
+            if not isinstance(ann.get("area"), (int, float)):
+                out["area"] = out["bbox"][2] * out["bbox"][3]
+        annotations.append(out)
+    result = {k: v for k, v in data.items() if k != "annotations"}
+    result["annotations"] = annotations
+    return result
+
+
+def _rle_bytes(rle: Mapping[str, Any]) -> dict[str, Any]:
+    counts = rle["counts"]
+    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def _read_results_file(path: Path) -> list:
+    if not path.is_file():
+        raise DamaUserError(f"{path}: no such results file or folder")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DamaUserError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamaUserError(f"{path}: cannot read ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+        return data["annotations"]
+    if not isinstance(data, list):
+        raise DamaUserError(
+            f"{path}: COCO results must be a list of detections, got {type(data).__name__}"
+        )
+    return data
+
+
+def label_folder_to_results(folder: str | os.PathLike, gt: Mapping[str, Any]) -> list[dict]:
+    """Turn a folder of label images (one per ground-truth image) into COCO results.
+
+    For a ground-truth image ``sub/abc.ome.tif`` the folder must hold one of
+    ``abc_cp_masks.tif`` (cellpose), ``abc_masks.tif``, ``abc_labels.tif`` or
+    ``abc.tif`` (stardist). Every instance gets score 1.
+
+    Args:
+        folder: the label-image folder.
+        gt: the ground-truth COCO dict (its ``images`` give ids, names and sizes).
+
+    Returns:
+        COCO results (``image_id``, ``category_id`` = the first category,
+        ``segmentation`` RLE, ``bbox``, ``score`` 1.0).
+
+    Raises:
+        DamaUserError: a ground-truth image has no label image, or its size differs.
+    """
+    from ..data.coco_labels import label_image_to_annotations, split_image_name
+    from ..data.tiff_io import read_label_image
+
+    folder = Path(folder)
+    category_id = gt["categories"][0]["id"]
+    results: list[dict] = []
+    for img in gt["images"]:
+        split = split_image_name(img["file_name"])
+        stem = split[0] if split else Path(img["file_name"]).stem
+        candidates = [folder / pattern.format(stem=stem) for pattern in LABEL_FILE_PATTERNS]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise DamaUserError(
+                f"{folder}: no label image for ground-truth image {img['file_name']!r} "
+                f"(looked for {', '.join(c.name for c in candidates[::2])})"
+            )
+        labels = read_label_image(found)
+        if labels.shape != (img["height"], img["width"]):
+            raise DamaUserError(
+                f"{found}: label image is {labels.shape[0]}x{labels.shape[1]} but image "
+                f"{img['file_name']!r} is {img['height']}x{img['width']}"
+            )
+        n = int(np.count_nonzero(np.unique(labels)))
+        for ann in label_image_to_annotations(
+            labels, img["id"], category_id=category_id, scores=[1.0] * n
+        ):
+            ann.pop("label", None)
+            ann.pop("area", None)
+            results.append(ann)
+    return results
+
+
+def load_results(source: ResultsSource, gt: Mapping[str, Any], name: str) -> list[dict]:
+    """Read and check one method's COCO results against the ground truth.
+
+    Args:
+        source: a results json (a list, or a dict with ``annotations``), a folder of
+            label images, or a list of result dicts.
+        gt: the normalised ground truth from :func:`load_ground_truth`.
+        name: the method name (for messages).
+
+    Returns:
+        New result dicts with ``image_id``, ``category_id``, ``score`` (float) and
+        ``bbox`` and/or ``segmentation`` (compressed RLE, str counts). Either every
+        entry has a bbox or none has; the same for segmentations.
+
+    Raises:
+        DamaUserError: empty results, unknown image or category ids, malformed
+            entries; the message names the method, source and entry index.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = f"{name} ({path})"
+        raw = label_folder_to_results(path, gt) if path.is_dir() else _read_results_file(path)
+    else:
+        label = name
+        raw = list(source)
+    if not raw:
+        raise DamaUserError(f"{label}: the results are empty (no detections to evaluate)")
+    sizes = {img["id"]: (img["height"], img["width"]) for img in gt["images"]}
+    cat_ids = {c["id"] for c in gt["categories"]}
+    has_bbox = has_segm = None
+    results = []
+    for i, det in enumerate(raw):
+        where = f"{label}: entry {i}"
+        if not isinstance(det, Mapping):
+            raise DamaUserError(f"{where}: expected an object, got {type(det).__name__}")
+        image_id = det.get("image_id")
+        if image_id not in sizes:
+            raise DamaUserError(
+                f"{where}: image_id {image_id!r} is not in the ground truth "
+                f"({len(sizes)} images, ids {min(sizes, default=None)}..{max(sizes, default=None)})"
+            )
+        if det.get("category_id") not in cat_ids:
+            raise DamaUserError(
+                f"{where}: category_id {det.get('category_id')!r} is not a ground-truth "
+                f"category {sorted(cat_ids)}"
+            )
+        score = det.get("score")
+        if not isinstance(score, (int, float)) or isinstance(score, bool) or not np.isfinite(score):
+            raise DamaUserError(f"{where}: 'score' must be a finite number, got {score!r}")
+        entry: dict[str, Any] = {
+            "image_id": image_id, "category_id": det["category_id"], "score": float(score),
+        }
+        if has_bbox is None:
+            has_bbox, has_segm = "bbox" in det, "segmentation" in det
+            if not (has_bbox or has_segm):
+                raise DamaUserError(f"{where}: a detection needs 'bbox' and/or 'segmentation'")
+        if ("bbox" in det) != has_bbox or ("segmentation" in det) != has_segm:
+            raise DamaUserError(
+                f"{where}: every detection must have the same keys as the first "
+                f"(bbox: {has_bbox}, segmentation: {has_segm})"
+            )
+        if has_bbox:
+            entry["bbox"] = _check_bbox(det["bbox"], where)
+        if has_segm:
+            entry["segmentation"] = normalize_segmentation(
+                det["segmentation"], *sizes[image_id], where
+            )
+        results.append(entry)
+    return results

@@ -1,0 +1,266 @@
+"""Mask R-CNN predictor for N-channel float tiles, returning compact crop detections.
+
+Builds the model from a config with Detectron2's ``build_model`` and loads a training
+checkpoint with ``DetectionCheckpointer`` (refusing checkpoints that do not fit the
+config), runs it in eval mode under ``torch.inference_mode`` with optional autocast,
+and pastes each predicted 28 x 28 mask only into the instance's own box (never a
+full-tile mask per instance).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode
+from detectron2.layers.mask_ops import _do_paste_mask
+
+from ..errors import DamaUserError
+from ..utils import autocast_context, pick_device, resolve_amp_dtype
+from .tiling import Detection
+
+logger = logging.getLogger(__name__)
+
+# Pixels pasted per chunk when turning mask logits into crops (bounds memory).
+PASTE_CHUNK_PIXELS = 8_000_000
+
+
+def prepare_inference_config(
+    cfg: CfgNode, *, score_thresh: float | None = None, tile_size: int | None = None,
+    device: torch.device | str = "cpu",
+) -> CfgNode:
+    """A frozen copy of a training config set up for prediction.
+
+    Drops the pretraining export (the checkpoint holds all weights), sets the device
+    and score threshold, and widens ``MODEL.DAMA_VIT.SQUARE_PAD`` to the tile size if
+    it is smaller (ViTDet pads every input to that square).
+
+    Args:
+        cfg: a config with dama_det keys (as used for training).
+        score_thresh: ``MODEL.ROI_HEADS.SCORE_THRESH_TEST`` override.
+        tile_size: the largest input side that will be fed to the model.
+        device: the device the model will run on.
+
+    Returns:
+        The new, frozen config.
+    """
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE = str(device)
+    cfg.MODEL.WEIGHTS = ""
+    vit = cfg.MODEL.get("DAMA_VIT", None)
+    if vit is not None:
+        if "ENCODER_WEIGHTS" in vit:
+            vit.ENCODER_WEIGHTS = ""
+        if tile_size and vit.get("SQUARE_PAD", 0) and vit.SQUARE_PAD < tile_size:
+            div = max(int(vit.get("PATCH_SIZE", 16)), 32)
+            vit.SQUARE_PAD = int(math.ceil(tile_size / div) * div)
+    if score_thresh is not None:
+        if not 0.0 <= score_thresh <= 1.0:
+            raise DamaUserError(f"--score-thresh must be in [0, 1], got {score_thresh}")
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(score_thresh)
+    cfg.freeze()
+    return cfg
+
+
+class _RecordingCheckpointer(DetectionCheckpointer):
+    """A ``DetectionCheckpointer`` that keeps the incompatible keys of its last load."""
+
+    incompatible = None
+
+    def _load_model(self, checkpoint):
+        self.incompatible = super()._load_model(checkpoint)
+        return self.incompatible
+
+
+def load_checkpoint_strict(model: torch.nn.Module, weights: str | os.PathLike) -> None:
+    """Load a Detectron2 training checkpoint, failing if it does not fit the model.
+
+    Args:
+        model: the built model.
+        weights: checkpoint file (``model_final.pth`` etc.) written by training.
+
+    Raises:
+        DamaUserError: missing/unreadable file, or parameters missing from it or with
+            other shapes (e.g. a checkpoint trained for another channel count).
+    """
+    path = Path(weights)
+    if not path.is_file():
+        raise DamaUserError(f"{path}: weights file not found (give --weights a checkpoint "
+                            "written by `dama-det train`, e.g. OUTPUT/model_final.pth)")
+    checkpointer = _RecordingCheckpointer(model)
+    try:
+        checkpointer.load(str(path), checkpointables=[])
+    except Exception as exc:  # torch/pickle raise many types for a corrupt file
+        raise DamaUserError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") \
+            from None
+    incompatible = checkpointer.incompatible
+    if incompatible is None:
+        raise DamaUserError(f"{path}: not a Detectron2 checkpoint (no model state dict)")
+    if incompatible.incorrect_shapes:
+        key, ckpt_shape, model_shape = incompatible.incorrect_shapes[0]
+        raise DamaUserError(
+            f"{path}: checkpoint does not fit the config: {key} has shape {tuple(ckpt_shape)} "
+            f"in the checkpoint but {tuple(model_shape)} in the model "
+            f"({len(incompatible.incorrect_shapes)} mismatched tensors; wrong --config-file?)"
+        )
+    missing = [k for k in incompatible.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing:
+        raise DamaUserError(
+            f"{path}: checkpoint lacks {len(missing)} model parameters (e.g. {missing[0]}); "
+            "wrong --config-file or not a dama-det training checkpoint?"
+        )
+
+
+def instances_to_detections(
+    boxes: torch.Tensor, scores: torch.Tensor, mask_probs: torch.Tensor,
+    height: int, width: int, mask_threshold: float = 0.5,
+) -> list[Detection]:
+    """Paste low-resolution mask predictions into per-instance crops.
+
+    Args:
+        boxes: ``(N, 4)`` float XYXY boxes in tile pixels.
+        scores: ``(N,)`` confidences.
+        mask_probs: ``(N, M, M)`` mask probabilities (e.g. M = 28).
+        height: tile height (boxes are clipped to it).
+        width: tile width.
+        mask_threshold: probability above which a pixel belongs to the instance.
+
+    Returns:
+        Non-empty detections with tight integer boxes.
+    """
+    if len(boxes) == 0:
+        return []
+    boxes = boxes.float()
+    mask_probs = mask_probs.float()
+    x0 = boxes[:, 0].floor().clamp(0, width)
+    y0 = boxes[:, 1].floor().clamp(0, height)
+    x1 = boxes[:, 2].ceil().clamp(0, width)
+    y1 = boxes[:, 3].ceil().clamp(0, height)
+    ws, hs = (x1 - x0).long(), (y1 - y0).long()
+    shifted = boxes - torch.stack([x0, y0, x0, y0], dim=1)  # box relative to its crop
+    order = torch.argsort(ws * hs).tolist()
+    out: list[Detection] = []
+    start = 0
+    while start < len(order):
+        # grow the chunk while the padded paste area stays within budget
+        end = start + 1
+        while end < len(order):
+            hmax = int(hs[order[start:end + 1]].max())
+            wmax = int(ws[order[start:end + 1]].max())
+            if (end + 1 - start) * hmax * wmax > PASTE_CHUNK_PIXELS:
+                break
+            end += 1
+        idx = order[start:end]
+        hmax, wmax = int(hs[idx].max()), int(ws[idx].max())
+        if hmax > 0 and wmax > 0:
+            # Detectron2's paste (the exact per-pixel sampling of paste_masks_in_image),
+            # for the whole chunk at once into a (hmax, wmax) canvas per instance
+            probs, _ = _do_paste_mask(mask_probs[idx][:, None], shifted[idx], hmax, wmax,
+                                      skip_empty=False)
+            pasted = (probs >= mask_threshold).cpu().numpy()
+            for k, i in enumerate(idx):
+                crop = pasted[k, : int(hs[i]), : int(ws[i])]
+                rows, cols = np.flatnonzero(crop.any(1)), np.flatnonzero(crop.any(0))
+                if rows.size == 0:
+                    continue
+                r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+                bx, by = int(x0[i]), int(y0[i])
+                out.append(Detection((bx + c0, by + r0, bx + c1, by + r1),
+                                     np.ascontiguousarray(crop[r0:r1, c0:c1]), float(scores[i])))
+        start = end
+    return out
+
+
+class MaskRCNNTilePredictor:
+    """Run a Detectron2 Mask R-CNN on ``(C, h, w)`` float tiles.
+
+    Tiles must already be scaled as the dataset mapper scales images
+    (:func:`dama_det.data.normalize.scale_intensities`); the model subtracts
+    ``PIXEL_MEAN`` and divides by ``PIXEL_STD`` itself. Usable as the per-tile
+    predictor of :func:`dama_det.inference.tiling.predict_image_tiled` (it has
+    ``predict_batch``).
+
+    Args:
+        model: a built Detectron2 ``GeneralizedRCNN`` (put in eval mode here).
+        device: where the model lives.
+        amp_dtype: autocast dtype (``torch.bfloat16`` / ``torch.float16``) or None.
+        mask_threshold: mask probability threshold.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device,
+                 amp_dtype: torch.dtype | None = None, mask_threshold: float = 0.5):
+        self.model = model.eval()
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.mask_threshold = mask_threshold
+        self.num_channels = int(model.pixel_mean.numel())
+
+    @classmethod
+    def from_config(
+        cls, cfg: CfgNode, weights: str | os.PathLike | None, *, device: str | None = "auto",
+        amp: str = "auto", score_thresh: float | None = None, tile_size: int | None = None,
+    ) -> "MaskRCNNTilePredictor":
+        """Build the model of ``cfg`` and load ``weights``.
+
+        Args:
+            cfg: config with dama_det keys (e.g. from :func:`dama_det.config` loading).
+            weights: training checkpoint; None keeps random weights (tests/benchmarks).
+            device: "auto", "cpu", "cuda", "cuda:1".
+            amp: "auto", "bf16", "fp16" or "off" (see :func:`resolve_amp_dtype`).
+            score_thresh: minimum detection score.
+            tile_size: largest tile side that will be predicted.
+
+        Returns:
+            The predictor.
+        """
+        from detectron2.modeling import build_model
+
+        dev = pick_device(device)
+        amp_dtype = resolve_amp_dtype(amp, dev)
+        cfg = prepare_inference_config(cfg, score_thresh=score_thresh, tile_size=tile_size,
+                                       device=dev)
+        model = build_model(cfg)
+        if weights is not None:
+            load_checkpoint_strict(model, weights)
+        return cls(model, dev, amp_dtype)
+
+    def predict_batch(self, tiles: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Predict several tiles in one forward pass.
+
+        Args:
+            tiles: float32 arrays ``(C, h, w)`` (sizes may differ).
+
+        Returns:
+            One list of detections (tile coordinates) per tile.
+        """
+        inputs = []
+        for t in tiles:
+            if t.ndim != 3 or t.shape[0] != self.num_channels:
+                raise DamaUserError(
+                    f"the model expects {self.num_channels} channels, got a tile of shape "
+                    f"{tuple(t.shape)}"
+                )
+            tensor = torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32))
+            inputs.append({"image": tensor.to(self.device), "height": t.shape[1],
+                           "width": t.shape[2]})
+        with torch.inference_mode(), autocast_context(self.device, self.amp_dtype):
+            results = self.model.inference(inputs, do_postprocess=False)
+        out = []
+        for t, inst in zip(tiles, results):
+            h, w = t.shape[1:]
+            if not inst.has("pred_masks"):
+                raise DamaUserError("the model predicts no masks (set MODEL.MASK_ON: True)")
+            out.append(instances_to_detections(
+                inst.pred_boxes.tensor, inst.scores, inst.pred_masks[:, 0], h, w,
+                self.mask_threshold))
+        return out
+
+    def __call__(self, tile: np.ndarray) -> list[Detection]:
+        """Predict one ``(C, h, w)`` tile; returns detections in tile coordinates."""
+        return self.predict_batch([tile])[0]

@@ -1,0 +1,106 @@
+"""The detection backbone: Detectron2's ViTDet ViT wrapped in its SimpleFeaturePyramid.
+
+Nothing here re-implements ViT or the pyramid; it only builds them from
+``cfg.MODEL.DAMA_VIT`` for an N-channel input and, when
+``MODEL.DAMA_VIT.ENCODER_WEIGHTS`` names a pretraining export, loads it into the ViT.
+"""
+from __future__ import annotations
+
+import logging
+
+from detectron2.config import CfgNode
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY
+from detectron2.modeling.backbone import SimpleFeaturePyramid, ViT
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+
+from ..errors import DamaUserError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_dama_vit", "build_dama_vit_fpn_backbone"]
+
+
+def build_dama_vit(cfg: CfgNode, in_chans: int) -> ViT:
+    """Build the plain ViT encoder described by ``cfg.MODEL.DAMA_VIT``.
+
+    Args:
+        cfg: config with dama_det keys.
+        in_chans: number of input image channels C.
+
+    Returns:
+        Detectron2 ``ViT`` whose output ``"last_feat"`` is ``(N, D, H/p, W/p)``.
+    """
+    v = cfg.MODEL.DAMA_VIT
+    if v.EMBED_DIM % v.NUM_HEADS:
+        raise DamaUserError(
+            f"MODEL.DAMA_VIT.EMBED_DIM={v.EMBED_DIM} is not divisible by NUM_HEADS={v.NUM_HEADS}"
+        )
+    bad = [i for i in v.GLOBAL_BLOCK_INDEXES if not 0 <= i < v.DEPTH]
+    if bad:
+        raise DamaUserError(
+            f"MODEL.DAMA_VIT.GLOBAL_BLOCK_INDEXES {list(v.GLOBAL_BLOCK_INDEXES)} has indexes "
+            f"outside 0..{v.DEPTH - 1} (DEPTH={v.DEPTH})"
+        )
+    if v.PRETRAIN_IMG_SIZE % v.PATCH_SIZE:
+        raise DamaUserError(
+            f"MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE={v.PRETRAIN_IMG_SIZE} is not a multiple of "
+            f"PATCH_SIZE={v.PATCH_SIZE}"
+        )
+    window_blocks = [i for i in range(v.DEPTH) if i not in set(v.GLOBAL_BLOCK_INDEXES)]
+    return ViT(
+        img_size=v.IMG_SIZE,
+        patch_size=v.PATCH_SIZE,
+        in_chans=in_chans,
+        embed_dim=v.EMBED_DIM,
+        depth=v.DEPTH,
+        num_heads=v.NUM_HEADS,
+        mlp_ratio=v.MLP_RATIO,
+        qkv_bias=v.QKV_BIAS,
+        drop_path_rate=v.DROP_PATH_RATE,
+        use_abs_pos=v.USE_ABS_POS,
+        use_rel_pos=v.USE_REL_POS,
+        window_size=v.WINDOW_SIZE,
+        window_block_indexes=window_blocks if v.WINDOW_SIZE > 0 else (),
+        pretrain_img_size=v.PRETRAIN_IMG_SIZE,
+        pretrain_use_cls_token=v.PRETRAIN_USE_CLS_TOKEN,
+        out_feature="last_feat",
+    )
+
+
+@BACKBONE_REGISTRY.register()
+def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleFeaturePyramid:
+    """ViT + simple feature pyramid (p2..p5 from scales 4, 2, 1, 0.5; p6 by max-pool).
+
+    Select with ``MODEL.BACKBONE.NAME: build_dama_vit_fpn_backbone``. The input
+    channel count comes from ``input_shape.channels`` (= ``len(MODEL.PIXEL_MEAN)``).
+    If ``MODEL.DAMA_VIT.ENCODER_WEIGHTS`` is set, that pretraining export is loaded
+    into the ViT (see ``dama_det.modeling.encoder_weights``).
+
+    Args:
+        cfg: config with dama_det keys.
+        input_shape: ``ShapeSpec(channels=C)``.
+
+    Returns:
+        Backbone whose forward maps ``(N, C, H, W)`` to
+        ``{"p2": (N, 256, H/4, W/4), ..., "p6": (N, 256, H/64, W/64)}``.
+    """
+    v = cfg.MODEL.DAMA_VIT
+    vit = build_dama_vit(cfg, in_chans=input_shape.channels)
+    if v.ENCODER_WEIGHTS:
+        from .encoder_weights import load_encoder_into_vit
+
+        load_encoder_into_vit(vit, v.ENCODER_WEIGHTS)
+    scale_factors = tuple(float(s) for s in v.SCALE_FACTORS)
+    backbone = SimpleFeaturePyramid(
+        net=vit,
+        in_feature="last_feat",
+        out_channels=v.OUT_CHANNELS,
+        scale_factors=scale_factors,
+        top_block=LastLevelMaxPool(),
+        norm=v.FPN_NORM,
+        square_pad=v.SQUARE_PAD,
+    )
+    # LastLevelMaxPool reads the coarsest pyramid level (p5 for the default scales).
+    backbone.top_block.in_feature = backbone._out_features[len(scale_factors) - 1]
+    return backbone

@@ -1,0 +1,62 @@
+"""Resumable pipeline stages: a stage is skipped when all its outputs exist.
+
+Every stage of ``dama-det demo`` and ``dama-det compare`` writes its outputs
+atomically (temp file + rename) and is considered done when they all exist, so a
+killed run continues where it stopped; ``force=True`` re-runs it anyway.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageResult:
+    """What happened to one stage."""
+
+    name: str
+    skipped: bool
+    seconds: float
+
+
+def run_stage(
+    name: str,
+    outputs: Sequence[Path],
+    fn: Callable[[], object],
+    *,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> StageResult:
+    """Run ``fn`` unless every path in ``outputs`` already exists.
+
+    Args:
+        name: human-readable stage name, printed in the progress log.
+        outputs: files whose existence means the stage is complete.
+        fn: the work; must create every path in ``outputs``.
+        force: run even if the outputs exist.
+        log: where progress lines go.
+
+    Returns:
+        A :class:`StageResult`.
+
+    Raises:
+        RuntimeError: ``fn`` returned without creating all of ``outputs``.
+    """
+    outputs = [Path(p) for p in outputs]
+    if not force and outputs and all(p.exists() for p in outputs):
+        log(f"[skip] {name}: outputs exist ({outputs[0]})")
+        return StageResult(name, True, 0.0)
+    log(f"[run ] {name}")
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    missing = [str(p) for p in outputs if not p.exists()]
+    if missing:
+        raise RuntimeError(f"stage {name!r} finished without writing {', '.join(missing)}")
+    log(f"[done] {name} in {seconds:.1f} s")
+    return StageResult(name, False, seconds)

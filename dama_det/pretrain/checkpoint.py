@@ -1,0 +1,83 @@
+"""Pretraining checkpoints: atomic save, exact resume (weights, optimizer, scaler,
+epoch, best loss and every process's RNG states).
+
+Format (``torch.save`` of a dict)::
+
+    {"format": "dama_det.pretrain.v1", "model": state_dict (DAMAPretrainer),
+     "optimizer": ..., "scaler": ..., "epoch": last finished epoch (0-based),
+     "best_loss": float, "args": vars(args), "model_config": {...},
+     "method_config": {...}, "rng": [per-rank RNG states], "channel_names": [...]}
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DamaUserError
+from ..utils import atomic_torch_save
+
+CHECKPOINT_FORMAT = "dama_det.pretrain.v1"
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's Python, NumPy, torch CPU and CUDA RNG states."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore states captured by :func:`rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def save_checkpoint(path: str | os.PathLike, **fields: Any) -> Path:
+    """Write a checkpoint atomically (temp file + rename)."""
+    return atomic_torch_save({"format": CHECKPOINT_FORMAT, **fields}, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a pretraining checkpoint on CPU.
+
+    Raises:
+        DamaUserError: missing, unreadable or not a pretraining checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DamaUserError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise DamaUserError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise DamaUserError(f"{path}: not a dama-det pretraining checkpoint")
+    for key in ("model", "model_config", "method_config", "epoch"):
+        if key not in ckpt:
+            raise DamaUserError(f"{path}: checkpoint lacks {key!r}")
+    return ckpt
+
+
+def check_compatible(ckpt: dict[str, Any], model_config: dict, method_config: dict, path: str) -> None:
+    """Refuse to resume with a different architecture or method (names the keys)."""
+    diffs = [
+        f"{k}: checkpoint {ckpt[group].get(k)!r} vs now {v!r}"
+        for group, now in (("model_config", model_config), ("method_config", method_config))
+        for k, v in now.items()
+        if ckpt[group].get(k) != v
+    ]
+    if diffs:
+        raise DamaUserError(f"{path}: cannot resume with different settings ({'; '.join(diffs)})")

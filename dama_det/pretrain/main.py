@@ -1,0 +1,267 @@
+"""Pretraining driver: data, model, optimiser, DDP, checkpoints, logs, figures, export.
+
+``run_pretraining(args)`` is what ``dama-det pretrain`` calls (args from
+:mod:`dama_det.pretrain.options`). Under ``torchrun`` (``RANK``/``WORLD_SIZE`` in the
+environment) it runs data-parallel (nccl on CUDA, gloo on CPU). Each epoch it writes
+``checkpoint-last.pth`` (atomically), ``checkpoint-best.pth`` when the epoch's mean
+loss is the lowest so far, ``checkpoint-EPOCH.pth`` every ``--save-every`` epochs, a
+line of ``log.jsonl``, TensorBoard scalars and, every ``--vis-every`` epochs, a
+reconstruction figure; at the end ``encoder.pth`` (the student-1 encoder export).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from timm.optim import param_groups_weight_decay
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..errors import DamaUserError
+from ..utils import autocast_context, pick_device, resolve_amp_dtype
+from .augment import pretrain_transform, resize_transform
+from .checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .dama import DAMAPretrainer, MethodConfig
+from .dataset import CropFolderDataset
+from .engine import train_one_epoch, unwrap
+from .export import export_pretrainer
+from .models_mae import mae_config
+from .visualize import save_reconstruction_figure
+
+
+def init_distributed(backend: str = "auto") -> tuple[int, int, int]:
+    """Join the process group started by ``torchrun`` / SLURM, if any.
+
+    Returns:
+        ``(rank, world_size, local_rank)``; ``(0, 1, 0)`` without a launcher.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        if backend == "auto":
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    return rank, world, local_rank
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(args: argparse.Namespace) -> DAMAPretrainer:
+    """The pretraining model described by ``args``."""
+    model_cfg = mae_config(
+        args.model, img_size=args.img_size, patch_size=args.patch_size, in_chans=args.in_chans,
+        decoder_embed_dim=args.decoder_embed_dim, decoder_depth=args.decoder_depth,
+        decoder_num_heads=args.decoder_num_heads, norm_pix_loss=args.norm_pix_loss,
+    )
+    method_cfg = MethodConfig(
+        method=args.method, mask_ratio=args.mask_ratio, overlap_ratio=args.overlap_ratio,
+        regress_blocks=args.regress_blocks, smooth_l1_beta=args.beta,
+        weight_regression=args.weight_regression, weight_recon1=args.weight_recon1,
+        weight_recon2=args.weight_recon2, stable_epochs=args.stable_epochs,
+        ema_momentum=args.ema_momentum,
+    )
+    return DAMAPretrainer(model_cfg, method_cfg)
+
+
+def build_optimizer(model: DAMAPretrainer, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW (0.9, 0.95); no weight decay on 1-D parameters, tokens and embeddings."""
+    groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=model.no_weight_decay())
+    return torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.95))
+
+
+def synthetic_crops(out_dir: Path, n_per_type: int, seed: int) -> Path:
+    """Generate the synthetic crops into ``out_dir`` once (atomically, by folder rename)."""
+    if out_dir.is_dir() and any(out_dir.rglob("*.tif")):
+        return out_dir
+    try:
+        from ..data.synth import generate_crops
+    except ImportError as exc:
+        raise DamaUserError(f"no --data given and the synthetic generator is unavailable ({exc})") from None
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    generate_crops(tmp, n_per_type=n_per_type, seed=seed)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for name in ("epochs", "batch_size", "accum_iter"):
+        if getattr(args, name) < 1:
+            raise DamaUserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.warmup_epochs < 0 or args.num_workers < 0:
+        raise DamaUserError("--warmup-epochs and --num-workers must be >= 0")
+    lo, hi = args.crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise DamaUserError(f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
+
+
+def _resolve_resume(args: argparse.Namespace, out: Path) -> Path | None:
+    if not args.resume:
+        return None
+    if args.resume == "auto":
+        last = out / "checkpoint-last.pth"
+        return last if last.is_file() else None
+    return Path(args.resume)
+
+
+@torch.no_grad()
+def _figure(model: DAMAPretrainer, dataset: CropFolderDataset, args, device, amp_dtype, epoch: int, out: Path):
+    """Reconstruction figure of the first crops (fixed masks; training RNG untouched)."""
+    resize = resize_transform(args.img_size)
+    k = min(args.vis_samples, len(dataset))
+    imgs = torch.stack([resize(dataset.load(i)) for i in range(k)]).to(device)
+    was_training = model.training
+    model.eval()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(args.seed)
+        with autocast_context(device, amp_dtype):
+            _, _, outputs = model(imgs, epoch=float(epoch), return_outputs=True)
+    model.train(was_training)
+    save_reconstruction_figure(
+        out / "figures" / f"epoch_{epoch + 1:04d}.png", imgs, outputs, args.patch_size,
+        args.norm_pix_loss, dataset.channel_names, title=f"{args.method} epoch {epoch + 1}",
+    )
+
+
+def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
+    """Pretrain as ``args`` say (see :mod:`dama_det.pretrain.options`).
+
+    Returns:
+        Summary: ``epochs_run``, ``last`` epoch stats, ``best_loss``, ``checkpoint``,
+        ``export`` paths.
+    """
+    _check_args(args)
+    rank, world, local_rank = init_distributed(args.dist_backend)
+    is_main = rank == 0
+    device = pick_device(args.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank)
+    amp_dtype = resolve_amp_dtype(args.amp, device)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed + rank)
+
+    model = build_model(args).to(device)
+    data_root = Path(args.data) if args.data else out / "synthetic_crops"
+    if not args.data and is_main:
+        synthetic_crops(data_root, args.synthetic_per_type, args.seed)
+    if world > 1:
+        dist.barrier()
+    transform = pretrain_transform(args.img_size, args.crop_scale, args.rotation, args.shift, args.flips)
+    dataset = CropFolderDataset(data_root, args.in_chans, transform, args.scaling, show_progress=is_main)
+    if len(dataset) < args.batch_size * world:
+        raise DamaUserError(
+            f"{data_root}: {len(dataset)} crop(s) is fewer than one batch "
+            f"({args.batch_size} x {world} process(es)); lower --batch-size"
+        )
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=args.seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=args.num_workers, pin_memory=device.type == "cuda",
+                        generator=torch.Generator(), persistent_workers=False)
+
+    eff_batch = args.batch_size * args.accum_iter * world
+    lr = args.lr if args.lr is not None else args.blr * eff_batch / 256
+    optimizer = build_optimizer(model, args.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    start_epoch, best_loss = 0, float("inf")
+    resume = _resolve_resume(args, out)
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        check_compatible(ckpt, model.model_cfg.to_dict(), {"method": args.method}, str(resume))
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, best_loss = int(ckpt["epoch"]) + 1, float(ckpt.get("best_loss", best_loss))
+        states = ckpt.get("rng") or []
+        if len(states) == world:
+            set_rng_state(states[rank])
+        else:
+            seed_everything(args.seed + rank + 1_000_003 * start_epoch)
+        if is_main:
+            print(f"resumed from {resume} at epoch {start_epoch}")
+
+    ddp_model: torch.nn.Module = model
+    if world > 1:
+        ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    writer = None
+    if is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"))
+        print(f"pretraining {args.method} ({args.model}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
+              f"params) on {len(dataset)} crops from {data_root}, {world} process(es) on {device}, "
+              f"lr {lr:.3g} (effective batch {eff_batch}), amp {amp_dtype}")
+    schedule = dict(base_lr=lr, min_lr=args.min_lr, warmup_epochs=args.warmup_epochs, epochs=args.epochs)
+    stats: dict[str, float] = {}
+    common = dict(args=vars(args), model_config=model.model_cfg.to_dict(),
+                  method_config=model.method_cfg.to_dict(), channel_names=dataset.channel_names)
+    finished = start_epoch
+    for epoch in range(start_epoch, args.epochs):
+        if args.stop_after_epoch is not None and epoch >= args.stop_after_epoch:
+            break
+        sampler.set_epoch(epoch)
+        loader.generator.manual_seed(args.seed * 100_003 + epoch * 1_009 + rank)
+        stats = train_one_epoch(
+            ddp_model, loader, optimizer, scaler, epoch, lr_schedule=schedule, device=device,
+            amp_dtype=amp_dtype, accum_iter=args.accum_iter, clip_grad=args.clip_grad, writer=writer,
+            log_every=args.log_every, show_progress=is_main and args.progress,
+        )
+        states = [rng_state()]
+        if world > 1:
+            states = [None] * world
+            dist.all_gather_object(states, rng_state())
+        is_best = stats["loss"] < best_loss
+        best_loss = min(best_loss, stats["loss"])
+        if is_main:
+            ckpt = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        scaler=scaler.state_dict(), epoch=epoch, best_loss=best_loss, rng=states, **common)
+            save_checkpoint(out / "checkpoint-last.pth", **ckpt)
+            if is_best:
+                save_checkpoint(out / "checkpoint-best.pth", **ckpt)
+            if args.save_every and (epoch + 1) % args.save_every == 0:
+                save_checkpoint(out / f"checkpoint-{epoch + 1:04d}.pth", **ckpt)
+            record = {"epoch": epoch + 1, **stats}
+            with open(out / "log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            for key, value in stats.items():
+                writer.add_scalar(f"epoch/{key}", value, epoch + 1)
+            writer.flush()
+            terms = " ".join(f"{k} {stats[k]:.4f}" for k in ("loss", "recon1", "recon2", "regression") if k in stats)
+            print(f"epoch {epoch + 1}/{args.epochs}: {terms} lr {stats['lr']:.3g} "
+                  f"{stats['images_per_s']:.1f} img/s", flush=True)
+            if args.vis_every and ((epoch + 1) % args.vis_every == 0 or epoch + 1 == args.epochs):
+                _figure(model, dataset, args, device, amp_dtype, epoch, out)
+        finished = epoch + 1
+    export = None
+    if is_main:
+        if writer is not None:
+            writer.close()
+        export = export_pretrainer(model, out / "encoder.pth", channel_names=dataset.channel_names,
+                                   epoch=finished)
+        print(f"encoder export: {export}")
+    if world > 1:
+        dist.barrier()
+    return {"epochs_run": finished - start_epoch, "last": stats, "best_loss": best_loss,
+            "checkpoint": out / "checkpoint-last.pth", "export": export}

@@ -1,0 +1,108 @@
+"""Command-line options of ``dama-det pretrain`` (argparse only: imports nothing heavy).
+
+Groups: data / model / method / optimisation / output / distributed. The defaults
+pretrain a tiny ViT with DAMA for a short schedule on the built-in synthetic crops,
+on whatever device is available.
+"""
+from __future__ import annotations
+
+import argparse
+
+MODEL_SIZES = ("test", "tiny", "small", "base")
+METHODS = ("dama", "dama-ema", "dama-rand", "mae")
+
+
+def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add every pretraining option, in groups, to ``parser``."""
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", metavar="DIR", default=None,
+                      help="folder of N-channel TIFF crops, read recursively (*_masks.tif "
+                      "skipped); default: generate synthetic crops into OUTPUT_DIR/synthetic_crops")
+    data.add_argument("--synthetic-per-type", type=int, default=40, metavar="N",
+                      help="synthetic crops per cell type when --data is omitted")
+    data.add_argument("--in-chans", type=int, default=7, help="channels per crop")
+    data.add_argument("--img-size", type=int, default=128, help="model input side (pixels)")
+    data.add_argument("--scaling", default="dtype_max", choices=("dtype_max", "percentile", "none"),
+                      help="intensity scaling (dtype_max: uint8/255, uint16/65535)")
+    data.add_argument("--crop-scale", type=float, nargs=2, default=(0.25, 1.0), metavar=("MIN", "MAX"),
+                      help="area fraction range of the random crop before resizing")
+    data.add_argument("--rotation", type=float, default=90.0, help="max random rotation (degrees)")
+    data.add_argument("--shift", type=float, default=0.3, help="max random shift (fraction of side)")
+    data.add_argument("--no-flips", dest="flips", action="store_false", help="disable random flips")
+    data.add_argument("--num-workers", type=int, default=2, help="data loader processes per GPU/process")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="tiny", choices=MODEL_SIZES,
+                       help="ViT size: test 64/2/2, tiny 192/12/3, small 384/12/6, base 768/12/12")
+    model.add_argument("--patch-size", type=int, default=16)
+    model.add_argument("--decoder-embed-dim", type=int, default=None, help="override the decoder width")
+    model.add_argument("--decoder-depth", type=int, default=None, help="override the decoder depth")
+    model.add_argument("--decoder-num-heads", type=int, default=None, help="override the decoder heads")
+    model.add_argument("--no-norm-pix-loss", dest="norm_pix_loss", action="store_false",
+                       help="reconstruct raw pixels instead of per-patch normalised ones")
+
+    method = parser.add_argument_group("method")
+    method.add_argument("--method", default="dama", choices=METHODS,
+                        help="dama: two students, adaptive mask; dama-ema: student 2 an EMA "
+                        "teacher; dama-rand: random second mask; mae: one student")
+    method.add_argument("--mask-ratio", type=float, default=0.8)
+    method.add_argument("--overlap-ratio", type=float, default=0.5,
+                        help="share of student 1's visible patches also shown to student 2")
+    method.add_argument("--regress-blocks", type=int, default=6, metavar="K",
+                        help="student 2's last K blocks build the regression target")
+    method.add_argument("--beta", type=float, default=2.0, help="Smooth-L1 beta of the regression")
+    method.add_argument("--weight-regression", type=float, default=1.0, help="alpha of the regression loss")
+    method.add_argument("--weight-recon1", type=float, default=1.0)
+    method.add_argument("--weight-recon2", type=float, default=1.0)
+    method.add_argument("--stable-epochs", type=int, default=0,
+                        help="first epochs with reconstruction losses only")
+    method.add_argument("--ema-momentum", type=float, default=0.999, help="teacher momentum (dama-ema)")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, default=10)
+    opt.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
+                     help="stop after epoch E, keeping the --epochs schedule (continue with --resume)")
+    opt.add_argument("--warmup-epochs", type=float, default=2.0)
+    opt.add_argument("--batch-size", type=int, default=32, help="per process (GPU)")
+    opt.add_argument("--accum-iter", type=int, default=1, help="gradient accumulation steps")
+    opt.add_argument("--blr", type=float, default=1.5e-4, help="base lr: lr = blr * effective batch / 256")
+    opt.add_argument("--lr", type=float, default=None, help="absolute lr (overrides --blr)")
+    opt.add_argument("--min-lr", type=float, default=0.0)
+    opt.add_argument("--weight-decay", type=float, default=0.05)
+    opt.add_argument("--clip-grad", type=float, default=None, help="max gradient norm")
+    opt.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
+                     help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
+    opt.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    opt.add_argument("--seed", type=int, default=0)
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--output-dir", required=True, metavar="DIR",
+                     help="checkpoints, log.jsonl, tensorboard/, figures/, encoder.pth")
+    out.add_argument("--resume", default=None, metavar="CKPT",
+                     help="checkpoint to continue from, or 'auto' (OUTPUT_DIR/checkpoint-last.pth if any)")
+    out.add_argument("--save-every", type=int, default=5, help="keep checkpoint-EPOCH.pth every N epochs")
+    out.add_argument("--vis-every", type=int, default=5, help="reconstruction figure every N epochs (0: never)")
+    out.add_argument("--vis-samples", type=int, default=4, help="crops shown in the figure")
+    out.add_argument("--log-every", type=int, default=10, help="iterations between TensorBoard points")
+    out.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
+
+    dist = parser.add_argument_group(
+        "distributed", "multi-GPU: `torchrun --nproc_per_node G -m dama_det pretrain ...`; "
+        "SLURM: --slurm --nodes N --ngpus G")
+    dist.add_argument("--dist-backend", default="auto", choices=("auto", "nccl", "gloo"),
+                      help="auto: nccl on CUDA, gloo on CPU")
+    dist.add_argument("--slurm", action="store_true", help="submit to SLURM with submitit and exit")
+    dist.add_argument("--nodes", type=int, default=1)
+    dist.add_argument("--ngpus", type=int, default=1, help="GPUs (tasks) per node")
+    dist.add_argument("--partition", default=None, help="SLURM partition")
+    dist.add_argument("--timeout-min", type=int, default=4320, help="SLURM time limit (minutes)")
+    dist.add_argument("--mem-gb", type=int, default=64, help="SLURM memory per node")
+    dist.add_argument("--cpus-per-task", type=int, default=8)
+    dist.add_argument("--slurm-dir", default=None, help="submitit logs (default OUTPUT_DIR/slurm)")
+    return parser
+
+
+def parse_pretrain_args(argv: list[str]) -> argparse.Namespace:
+    """Parse pretraining options (for Python use and tests)."""
+    parser = argparse.ArgumentParser(prog="dama-det pretrain")
+    return add_pretrain_arguments(parser).parse_args(argv)

@@ -1,0 +1,64 @@
+"""Submit pretraining to SLURM with submitit (``dama-det pretrain --slurm``).
+
+One task per GPU on ``--nodes`` nodes; each task exports the torch.distributed
+environment from SLURM's and runs :func:`main.run_pretraining`. On pre-emption or
+time-out submitit calls :meth:`PretrainJob.checkpoint`, which requeues the job with
+``--resume auto`` so it continues from ``checkpoint-last.pth``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+
+class PretrainJob:
+    """The callable submitit runs on every task."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+
+    def __call__(self) -> dict:
+        import submitit
+
+        from .main import run_pretraining
+
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        args = copy.copy(self.args)
+        args.slurm = False
+        return run_pretraining(args)
+
+    def checkpoint(self):
+        """Requeue, resuming from the last checkpoint (submitit's pre-emption hook)."""
+        import submitit
+
+        args = copy.copy(self.args)
+        args.resume = "auto"
+        return submitit.helpers.DelayedSubmission(PretrainJob(args))
+
+
+def submit_pretraining(args: argparse.Namespace, cluster: str | None = None):
+    """Submit the run described by ``args`` and return the submitit job.
+
+    Args:
+        args: pretraining options (``--nodes``, ``--ngpus``, ``--partition``,
+            ``--timeout-min``, ``--mem-gb``, ``--cpus-per-task``, ``--slurm-dir``).
+        cluster: submitit cluster override (``"local"``/``"debug"`` for testing);
+            None picks SLURM when available.
+    """
+    import submitit
+
+    folder = Path(args.slurm_dir or Path(args.output_dir) / "slurm") / "%j"
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster, slurm_max_num_timeout=30)
+    params = dict(
+        name="dama_pretrain", timeout_min=args.timeout_min, nodes=args.nodes,
+        tasks_per_node=args.ngpus, gpus_per_node=args.ngpus, cpus_per_task=args.cpus_per_task,
+        mem_gb=args.mem_gb,
+    )
+    if args.partition:
+        params["slurm_partition"] = args.partition
+    executor.update_parameters(**params)
+    if args.resume is None:
+        args = copy.copy(args)
+        args.resume = "auto"  # a requeued/pre-empted job continues where it stopped
+    return executor.submit(PretrainJob(args))

@@ -1,0 +1,211 @@
+"""TIFF / OME-TIFF reading and writing, and intensity scaling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from dama_det.data.normalize import (
+    percentile_normalize,
+    scale_by_dtype,
+    scale_intensities,
+)
+from dama_det.data.tiff_io import (
+    read_image,
+    read_label_image,
+    read_tiff,
+    write_label_image,
+    write_ome_tiff,
+)
+from dama_det.errors import DamaUserError
+
+NAMES7 = ["DAPI", "Histones", "NeuN", "S100", "Olig2", "Iba1", "RECA1"]
+
+
+def _random_image(dtype, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    if np.issubdtype(dtype, np.integer):
+        return rng.integers(0, np.iinfo(dtype).max, size=shape, endpoint=True).astype(dtype)
+    return rng.random(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_ome_round_trip_keeps_values_names_and_dtype(tmp_path, dtype):
+    img = _random_image(dtype, (7, 24, 40))
+    names = ["DAPI & co", "Histones <H3>", "NeuN", "S100", "Olig2", "Iba1", 'RECA1 "x"']
+    path = write_ome_tiff(tmp_path / "a.ome.tif", img, names)
+    got = read_tiff(path)
+    assert got.image.dtype == np.float32 and got.image.shape == (7, 24, 40)
+    np.testing.assert_array_equal(got.image, img.astype(np.float32))
+    assert got.channel_names == names
+    assert got.dtype == np.dtype(dtype)
+    image, names2 = read_image(path, expected_channels=7)
+    np.testing.assert_array_equal(image, img.astype(np.float32))
+    assert names2 == names
+    assert [p.name for p in tmp_path.iterdir()] == ["a.ome.tif"]  # no temp file left
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_plain_tiff_cyx_and_yxc_give_the_same_chw(tmp_path, dtype):
+    chw = _random_image(dtype, (7, 30, 44), seed=1)
+    tifffile.imwrite(tmp_path / "cyx.tif", chw)
+    tifffile.imwrite(tmp_path / "yxc.tif", np.moveaxis(chw, 0, -1))
+    for name in ("cyx.tif", "yxc.tif"):
+        got = read_tiff(tmp_path / name, expected_channels=7)
+        np.testing.assert_array_equal(got.image, chw.astype(np.float32))
+        assert got.channel_names == [f"ch{i}" for i in range(7)]
+        assert got.dtype == np.dtype(dtype)
+
+
+def test_yxc_ome_imagej_and_singleton_axes(tmp_path):
+    chw = _random_image(np.uint16, (7, 20, 36), seed=2)
+    # OME with samples last (YXS), ImageJ hyperstack (CYX), OME TCZYX with T = Z = 1.
+    tifffile.imwrite(tmp_path / "yxs.ome.tif", np.moveaxis(chw, 0, -1), ome=True,
+                     photometric="minisblack", planarconfig="contig", metadata={"axes": "YXS"})
+    tifffile.imwrite(tmp_path / "ij.tif", chw, imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "t.ome.tif", chw[None, :, None], ome=True,
+                     metadata={"axes": "TCZYX", "Channel": {"Name": NAMES7}})
+    for name in ("yxs.ome.tif", "ij.tif", "t.ome.tif"):
+        got = read_tiff(tmp_path / name)
+        np.testing.assert_array_equal(got.image, chw.astype(np.float32), err_msg=name)
+    assert read_tiff(tmp_path / "t.ome.tif").channel_names == NAMES7
+
+
+def test_grey_2d_and_single_channel(tmp_path):
+    grey = _random_image(np.uint8, (33, 17), seed=3)
+    tifffile.imwrite(tmp_path / "g.tif", grey)
+    write_ome_tiff(tmp_path / "g1.ome.tif", grey, ["nuclei"])
+    got = read_tiff(tmp_path / "g.tif", expected_channels=1)
+    assert got.image.shape == (1, 33, 17) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got.image[0], grey)
+    got1 = read_tiff(tmp_path / "g1.ome.tif", expected_channels=1)
+    np.testing.assert_array_equal(got1.image[0], grey)
+    assert got1.channel_names == ["nuclei"]
+
+
+def _error(fn, *args, **kwargs) -> str:
+    with pytest.raises(DamaUserError) as info:
+        fn(*args, **kwargs)
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.mark.filterwarnings("ignore:.*zero-size array:UserWarning")
+def test_bad_images_give_clear_errors(tmp_path):
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00" + b"\x07" * 100)
+    msg = _error(read_image, corrupt)
+    assert str(corrupt) in msg and "cannot read as TIFF" in msg
+
+    truncated = tmp_path / "truncated.tif"
+    tifffile.imwrite(truncated, np.ones((4, 64, 64), np.uint16), photometric="minisblack")
+    truncated.write_bytes(truncated.read_bytes()[:3000])
+    msg = _error(read_image, truncated)
+    assert str(truncated) in msg and "cannot read as TIFF" in msg
+
+    not_tiff = tmp_path / "photo.tif"
+    not_tiff.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 50)
+    assert str(not_tiff) in _error(read_image, not_tiff)
+
+    assert "no such file" in _error(read_image, tmp_path / "missing.tif")
+
+    write_ome_tiff(tmp_path / "seven.ome.tif", np.zeros((7, 16, 16), np.uint16))
+    msg = _error(read_image, tmp_path / "seven.ome.tif", expected_channels=3)
+    assert "seven.ome.tif" in msg and "7 channel(s)" in msg and "3 are expected" in msg
+
+    nan = np.ones((2, 8, 8), np.float32)
+    nan[1, 3, 3] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", nan)
+    msg = _error(read_image, tmp_path / "nan.tif")
+    assert "nan.tif" in msg and "NaN" in msg
+    inf = np.ones((8, 8), np.float32)
+    inf[0, 0] = np.inf
+    tifffile.imwrite(tmp_path / "inf.tif", inf)
+    assert "Inf" in _error(read_image, tmp_path / "inf.tif")
+
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 8), np.uint8))
+    msg = _error(read_image, tmp_path / "empty.tif")
+    assert "empty.tif" in msg
+
+
+def test_write_ome_tiff_rejects_wrong_names(tmp_path):
+    msg = _error(write_ome_tiff, tmp_path / "x.ome.tif", np.zeros((3, 4, 4), np.uint8), ["a"])
+    assert "1 channel names for 3 channels" in msg
+    assert not list(tmp_path.iterdir())
+
+
+def test_label_image_round_trip_and_errors(tmp_path):
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:5, 3:9] = 7
+    labels[10:15, 10:12] = 300
+    write_label_image(tmp_path / "m.tif", labels)
+    assert tifffile.imread(tmp_path / "m.tif").dtype == np.uint16
+    got = read_label_image(tmp_path / "m.tif")
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, labels)
+
+    big = labels.copy()
+    big[0, 0] = 70000
+    write_label_image(tmp_path / "big.tif", big)
+    assert tifffile.imread(tmp_path / "big.tif").dtype == np.uint32
+    np.testing.assert_array_equal(read_label_image(tmp_path / "big.tif"), big)
+
+    tifffile.imwrite(tmp_path / "float_ok.tif", labels.astype(np.float32))
+    np.testing.assert_array_equal(read_label_image(tmp_path / "float_ok.tif"), labels)
+    tifffile.imwrite(tmp_path / "frac.tif", labels.astype(np.float32) + 0.5)
+    assert "must hold integers" in _error(read_label_image, tmp_path / "frac.tif")
+    tifffile.imwrite(tmp_path / "neg.tif", -labels.astype(np.int16))
+    assert "negative" in _error(read_label_image, tmp_path / "neg.tif")
+    tifffile.imwrite(tmp_path / "3d.tif", np.zeros((2, 5, 5), np.uint16))
+    assert "must be 2-D" in _error(read_label_image, tmp_path / "3d.tif")
+    assert "no such file" in _error(read_label_image, tmp_path / "nope_masks.tif")
+
+
+# ----------------------------------------------------------------------- scaling
+
+
+def test_scale_by_dtype():
+    raw = np.array([[[0, 255, 65535]]], np.float32)
+    np.testing.assert_allclose(scale_by_dtype(raw, np.uint16), [[[0, 255 / 65535, 1]]], rtol=1e-6)
+    np.testing.assert_allclose(scale_by_dtype(raw[..., :2], "uint8"), [[[0, 1]]], rtol=1e-6)
+    floats = np.array([0.5, 3.0], np.float32)
+    out = scale_by_dtype(floats, np.float32)
+    np.testing.assert_array_equal(out, floats)
+    assert out is not floats and out.dtype == np.float32
+
+
+def test_percentile_normalize_per_channel():
+    rng = np.random.default_rng(0)
+    img = np.stack([rng.random((32, 32)) * 10, rng.random((32, 32)) * 1000 + 5,
+                    np.full((32, 32), 3.0)]).astype(np.float32)
+    out = percentile_normalize(img, 1.0, 99.8)
+    assert out.dtype == np.float32 and out.shape == img.shape
+    for c in range(2):
+        lo, hi = np.percentile(img[c], [1.0, 99.8])
+        np.testing.assert_allclose(out[c], (img[c] - lo) / (hi - lo), rtol=1e-4, atol=1e-5)
+        assert np.isclose(np.percentile(out[c], 1.0), 0, atol=1e-5)
+        assert np.isclose(np.percentile(out[c], 99.8), 1, atol=1e-4)
+    np.testing.assert_array_equal(out[2], 0)  # constant channel: 0, not NaN
+    with pytest.raises(DamaUserError, match="PERCENTILE_RANGE"):
+        percentile_normalize(img, 50, 10)
+
+
+def test_scale_intensities_dispatch():
+    img = np.array([[[0, 100, 255]]], np.float32)
+    np.testing.assert_allclose(scale_intensities(img, "dtype_max", np.uint8), img / 255)
+    np.testing.assert_array_equal(scale_intensities(img, "none", np.uint8), img)
+    pct = scale_intensities(img, "percentile", np.uint8, (0.0, 100.0))
+    np.testing.assert_allclose(pct, [[[0, 100 / 255, 1]]], rtol=1e-6)
+    with pytest.raises(DamaUserError, match="INPUT.INTENSITY_SCALING.*'zscore'"):
+        scale_intensities(img, "zscore", np.uint8)
+
+
+def test_three_and_four_channel_plain_tiffs(tmp_path):
+    """tifffile stores 3-/4-plane arrays as RGB(A) samples; they still read as CYX."""
+    for c in (3, 4):
+        chw = _random_image(np.uint8, (c, 21, 26), seed=c)
+        tifffile.imwrite(tmp_path / f"cyx{c}.tif", chw, photometric="rgb")
+        tifffile.imwrite(tmp_path / f"yxc{c}.tif", np.moveaxis(chw, 0, -1), photometric="rgb")
+        for name in (f"cyx{c}.tif", f"yxc{c}.tif"):
+            np.testing.assert_array_equal(read_tiff(tmp_path / name, c).image, chw)
