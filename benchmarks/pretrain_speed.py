@@ -5,7 +5,9 @@ configuration, ms/step, images/s, peak memory, and achieved GFLOP/s (fvcore FLOP
 count of the forward x 3 for forward + backward, divided by the step time) next to a
 plain large matmul's GFLOP/s measured in the same run (the hardware ceiling), and the
 DAMA / MAE step-time ratio (target <= 2.1: DAMA is two students, not more).
-Each configuration runs in its own process (clean peak memory). Results go to
+MAE and DAMA steps are timed interleaved in one process (so load changes on a shared
+machine hit both alike; best step kept); peak memory is measured per configuration
+in its own process. Results go to
 ``benchmarks/results/pretrain_speed.md``.
 
 Usage::
@@ -71,41 +73,70 @@ def matmul_gflops(dtype_name: str, n: int = 2048, seconds: float = 2.0) -> float
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
 
-def _run_config(size: str, method: str, dtype_name: str, steps: int, threads: int, queue) -> None:
+def _build(size: str, method: str):
     from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
     from dama_det.pretrain.main import build_optimizer
+
+    model = DAMAPretrainer(mae_config_for(size), MethodConfig(method=method))
+    return model, build_optimizer(model, 0.05)
+
+
+def _step_fn(model, opt, imgs, dtype_name: str):
     from dama_det.utils import autocast_context
 
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = DAMAPretrainer(mae_config_for(size), MethodConfig(method=method))
-    imgs = torch.rand(BATCH[size], 7, 128, 128)
-    opt = build_optimizer(model, 0.05)
     dtype = torch.bfloat16 if dtype_name == "bf16" else None
-    device = torch.device("cpu")
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def step():
-        with autocast_context(device, dtype):
+        with autocast_context(torch.device("cpu"), dtype):
             loss, _, _ = model(imgs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    step()  # warm-up
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    return step
+
+
+def _memory(size: str, method: str, dtype_name: str, threads: int, queue) -> None:
+    """Peak resident memory of one configuration (own process)."""
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    imgs = torch.rand(BATCH[size], 7, 128, 128)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model, opt = _build(size, method)
+    step = _step_fn(model, opt, imgs, dtype_name)
+    step()
+    step()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    best = min(times)
-    fwd = forward_gflop(LossOnly(model).eval(), imgs[:1]) * imgs.shape[0]  # after timing: tracing costs memory
-    queue.put(dict(size=size, method=method, dtype=dtype_name, batch=imgs.shape[0], step_s=best,
-                   median_s=sorted(times)[len(times) // 2], images_per_s=imgs.shape[0] / best,
-                   gflop_per_step=3 * fwd, gflops=3 * fwd / best, peak_rss_mb=peak / 1024,
-                   train_rss_mb=(peak - base_rss) / 1024))
+    queue.put(dict(peak_rss_mb=peak / 1024, train_rss_mb=(peak - base) / 1024))
+
+
+def _timing(size: str, dtype_name: str, steps: int, threads: int, queue) -> None:
+    """Step times of MAE and DAMA, interleaved step by step so that load changes on a
+    shared machine hit both alike; the best step of each is kept."""
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    imgs = torch.rand(BATCH[size], 7, 128, 128)
+    runs = {}
+    for method in ("mae", "dama"):
+        model, opt = _build(size, method)
+        runs[method] = (model, _step_fn(model, opt, imgs, dtype_name))
+        runs[method][1]()  # warm-up
+    times: dict[str, list[float]] = {m: [] for m in runs}
+    for _ in range(steps):
+        for method, (_, step) in runs.items():
+            start = time.perf_counter()
+            step()
+            times[method].append(time.perf_counter() - start)
+    out = {}
+    for method, (model, _) in runs.items():
+        fwd = forward_gflop(LossOnly(model).eval(), imgs[:1]) * imgs.shape[0]
+        best = min(times[method])
+        out[method] = dict(size=size, method=method, dtype=dtype_name, batch=imgs.shape[0], step_s=best,
+                           median_s=sorted(times[method])[len(times[method]) // 2],
+                           images_per_s=imgs.shape[0] / best, gflop_per_step=3 * fwd, gflops=3 * fwd / best)
+    queue.put(out)
 
 
 def mae_config_for(size: str):
@@ -125,10 +156,11 @@ class LossOnly(torch.nn.Module):
         return self.inner(x)[0]
 
 
-def run_isolated(*config) -> dict:
+def run_isolated(target, *config):
+    """Run ``target(*config, queue)`` in a fresh process and return what it puts."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run_config, args=(*config, queue))
+    proc = ctx.Process(target=target, args=(*config, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -150,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for size in args.sizes:
         for dtype in args.dtypes:
+            timed = run_isolated(_timing, size, dtype, args.steps, args.threads)
             for method in ("mae", "dama"):
-                r = run_isolated(size, method, dtype, args.steps, args.threads)
+                r = {**timed[method], **run_isolated(_memory, size, method, dtype, args.threads)}
                 rows.append(r)
                 print(f"{size:5s} {method:5s} {dtype}: {r['step_s'] * 1e3:8.1f} ms/step  "
-                      f"{r['images_per_s']:7.1f} img/s  {r['gflops']:6.1f} GFLOP/s "
+                      f"(median {r['median_s'] * 1e3:.1f})  {r['images_per_s']:7.1f} img/s  {r['gflops']:6.1f} GFLOP/s "
                       f"({100 * r['gflops'] / ceilings[dtype]:.0f}% of matmul {ceilings[dtype]:.0f})  "
                       f"peak RSS {r['peak_rss_mb']:.0f} MB (+{r['train_rss_mb']:.0f} MB training)", flush=True)
     load_after = os.getloadavg()
@@ -173,15 +206,16 @@ def main(argv: list[str] | None = None) -> int:
         "ceiling = 2048^3 matmul in the same run: "
         + ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in ceilings.items()) + ".",
         "",
-        "| model | batch | dtype | method | ms/step | images/s | GFLOP/step | GFLOP/s | % of matmul | peak RSS MB (+training) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | batch | dtype | method | ms/step (best) | ms/step (median) | images/s | GFLOP/step | GFLOP/s | % of matmul | peak RSS MB (+training) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['size']} | {r['batch']} | {r['dtype']} | {r['method']} | {r['step_s'] * 1e3:.1f} | "
+            f"{r['median_s'] * 1e3:.1f} | "
             f"{r['images_per_s']:.1f} | {r['gflop_per_step']:.1f} | {r['gflops']:.1f} | "
             f"{100 * r['gflops'] / ceilings[r['dtype']]:.0f}% | {r['peak_rss_mb']:.0f} (+{r['train_rss_mb']:.0f}) |")
-    lines += ["", "| model | dtype | DAMA / MAE step time (target <= 2.1) | bf16 speed-up (MAE, DAMA) |", "|---|---|---|---|"]
+    lines += ["", "| model | dtype | DAMA / MAE step time, best (target <= 2.1) | bf16 speed-up (MAE, DAMA) |", "|---|---|---|---|"]
     by = {(r["size"], r["dtype"], r["method"]): r for r in rows}
     for size in args.sizes:
         for dtype in args.dtypes:

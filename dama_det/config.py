@@ -61,7 +61,7 @@ def add_dama_config(cfg: CN) -> CN:
     v.GLOBAL_BLOCK_INDEXES = [2, 5, 8, 11]  # blocks with global attention; all others windowed
     v.USE_REL_POS = True  # decomposed relative position bias in attention (ViTDet)
     v.USE_ABS_POS = True  # absolute position embedding (loaded from pretraining)
-    v.PRETRAIN_IMG_SIZE = 128  # grid the stored pos_embed covers (img/patch); resampled per input
+    v.PRETRAIN_IMG_SIZE = 128  # pos_embed grid (x patch) stored in the ViT; 0 = the export's img_size
     v.PRETRAIN_USE_CLS_TOKEN = True  # pos_embed has a leading cls entry (MAE/timm exports do)
     v.ENCODER_WEIGHTS = ""  # pretraining export (.pth from `dama-det export`) loaded at build
     v.OUT_CHANNELS = 256  # channels of every pyramid level
@@ -110,6 +110,27 @@ def resolve_device(cfg: CN) -> str:
     dev = pick_device(cfg.MODEL.DEVICE)
     cfg.MODEL.DEVICE = str(dev)
     return cfg.MODEL.DEVICE
+
+
+def pretrain_img_size(cfg: CN) -> int:
+    """The ViT's stored position-embedding size: ``MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE``, or
+    when that is 0, the ``img_size`` of the ``ENCODER_WEIGHTS`` export (else ``IMG_SIZE``).
+    """
+    v = cfg.MODEL.DAMA_VIT
+    if v.PRETRAIN_IMG_SIZE > 0:
+        return int(v.PRETRAIN_IMG_SIZE)
+    if v.ENCODER_WEIGHTS:
+        from .pretrain.export import load_encoder_export
+
+        return int(load_encoder_export(v.ENCODER_WEIGHTS)["img_size"])
+    return int(v.IMG_SIZE)
+
+
+def resolve_pretrain_img_size(cfg: CN) -> int:
+    """Write :func:`pretrain_img_size` into ``cfg`` (in place, so saved configs and
+    checkpoints agree on the ``pos_embed`` shape) and return it."""
+    cfg.MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE = pretrain_img_size(cfg)
+    return cfg.MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE
 
 
 def get_dama_cfg() -> CN:

@@ -87,3 +87,24 @@ def test_layer_decay_groups_scale_lr_by_depth():
             assert g["lr_scale"] == 1.0 and g["weight_decay"] == 0.05
         if any(p is named["pos_embed"] for p in g["params"]):
             assert g["lr_scale"] == pytest.approx(0.65 ** 3) and g["weight_decay"] == 0.0
+
+
+def test_export_written_by_pretraining_loads_without_missing_encoder_keys(tmp_path):
+    """The real pretraining model's export (not a hand-made one) fits the classifier."""
+    from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
+    from dama_det.pretrain.export import export_pretrainer
+    from dama_det.pretrain.models_mae import MAEConfig
+
+    cfg = MAEConfig(img_size=64, patch_size=16, in_chans=7, embed_dim=64, depth=2, num_heads=2,
+                    decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+    pretrainer = DAMAPretrainer(cfg, MethodConfig())
+    path = export_pretrainer(pretrainer, tmp_path / "dama.pth", epoch=3)
+    model = build_classifier(ARCH, img_size=64, in_chans=7, num_classes=5)
+    report = load_export_into(model, path)
+    assert sorted(report.missing_keys) == ["fc_norm.bias", "fc_norm.weight", "head.bias",
+                                           "head.weight"]
+    assert report.pretrain_epoch == 3 and report.pretrain_method == "dama"
+    encoder = pretrainer.encoder_state_dict()
+    state = model.state_dict()
+    assert torch.equal(state["blocks.0.mlp.fc1.weight"], encoder["blocks.0.mlp.fc1.weight"])
+    assert torch.equal(state["pos_embed"], encoder["pos_embed"])

@@ -298,3 +298,21 @@ def test_dsb2018_converts_through_to_coco(dsb2018_dir, tmp_path):
         assert (im["height"], im["width"]) == labels.shape
         total += n
     assert len(coco["annotations"]) == total
+
+
+def test_paint_segmentations_reports_full_areas_under_overlap():
+    from dama_det.data.rle import paint_segmentations, segmentation_runs
+
+    a = np.zeros((9, 7), np.int32)
+    a[1:6, 1:5] = 1
+    b = np.zeros((9, 7), np.int32)
+    b[4:9, 3:7] = 1
+    segs = [label_image_to_annotations(m, 1)[0]["segmentation"] for m in (a, b)]
+    runs = segmentation_runs(segs, 9, 7)
+    assert [int(r[1::2].sum()) for r in runs] == [20, 20] and all(r.sum() == 63 for r in runs)
+    labels, areas = paint_segmentations(segs, 9, 7, values=[5, 9])
+    assert areas.tolist() == [20, 20]
+    np.testing.assert_array_equal(labels, np.where(b > 0, 9, np.where(a > 0, 5, 0)))
+    assert (labels == 5).sum() < 20  # b, painted later, hides part of a
+    with pytest.raises(ValueError, match="differs from the image size"):
+        paint_segmentations(segs, 7, 9)

@@ -397,3 +397,17 @@ def test_boxes_only_mode_transforms_annotated_boxes(tmp_path):
     for box, label in zip(inst.gt_boxes.tensor.numpy(), sorted(values)):
         ys, xs = np.nonzero(rotated == label)
         np.testing.assert_array_equal(box, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+
+
+def test_without_lsj_uses_detectron2_crop_and_resize_shortest_edge(tmp_path):
+    record, _, values = _dataset(tmp_path, "nolsj")
+    cfg = _cfg(7, **{"LSJ.ENABLED": False, "CROP.ENABLED": True, "CROP.TYPE": "absolute",
+                     "CROP.SIZE": (40, 50), "MIN_SIZE_TRAIN": (40,), "MAX_SIZE_TRAIN": 1000})
+    mapper = NChannelDatasetMapper(cfg, is_train=True)
+    assert [type(a).__name__ for a in mapper.augmentations.augs] == [
+        "RandomCrop", "ResizeShortestEdge", "RandomFlip", "RandomFlip", "RandomRot90"]
+    np.random.seed(5)
+    for _ in range(3):
+        out = mapper(record)  # crop 40 x 50, shortest edge already 40: exact pixels
+        assert sorted(out["image"].shape[1:]) == [40, 50]
+        assert _check_aligned(out, values, 7, 65535, CHANNEL_STEP) > 0

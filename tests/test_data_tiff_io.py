@@ -209,3 +209,8 @@ def test_three_and_four_channel_plain_tiffs(tmp_path):
         tifffile.imwrite(tmp_path / f"yxc{c}.tif", np.moveaxis(chw, 0, -1), photometric="rgb")
         for name in (f"cyx{c}.tif", f"yxc{c}.tif"):
             np.testing.assert_array_equal(read_tiff(tmp_path / name, c).image, chw)
+
+
+def test_ome_without_names_gets_default_names(tmp_path):
+    write_ome_tiff(tmp_path / "n.ome.tif", np.zeros((3, 5, 6), np.uint8))
+    assert read_tiff(tmp_path / "n.ome.tif").channel_names == ["ch0", "ch1", "ch2"]

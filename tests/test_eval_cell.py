@@ -134,3 +134,41 @@ def test_label_image_folders_as_results(tmp_path, coco_case):
     # Label images carry no scores: every instance (score 1) counts, all four FPs too.
     assert (cp["tp"], cp["fp"], cp["fn"]) == (EXPECTED_TP[0.5], len(SHIFTS) + 4 - 10, 10)
     assert metrics["same"]["segm"]["AP"] == 1.0 and metrics["same"]["cell"]["0.9"]["f1"] == 1.0
+
+
+def test_real_nuclei_eroded_predictions(dsb2018_dir, tmp_path):
+    """DSB2018 label images as ground truth; eroded copies as cellpose-style predictions.
+    The matching counts equal an independent per-nucleus IoU computed with numpy."""
+    from scipy import ndimage
+
+    from dama_det.data.tiff_io import read_label_image
+
+    mask_files = sorted((dsb2018_dir / "val").glob("*_masks.tif"))[:3]
+    pred_dir = tmp_path / "eroded"
+    pred_dir.mkdir()
+    images, annotations, expected = [], [], {0.5: 0, 0.8: 0}
+    for image_id, path in enumerate(mask_files, start=1):
+        labels = read_label_image(path)
+        eroded = np.where(ndimage.grey_erosion(labels, size=(3, 3)) == labels, labels, 0)
+        write_label_image(pred_dir / path.name, eroded)
+        for lab in np.unique(labels)[1:]:
+            a, b = labels == lab, eroded == lab
+            iou = (a & b).sum() / (a | b).sum()
+            for t in expected:
+                expected[t] += int(iou >= t)
+        stem = path.name[: -len("_masks.tif")]
+        h, w = labels.shape
+        images.append({"id": image_id, "file_name": f"{stem}.tif", "height": h, "width": w})
+        annotations += label_image_to_annotations(labels, image_id, start_id=len(annotations) + 1)
+    gt = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "cell"}]}
+    metrics = evaluate(gt, {"eroded": pred_dir, "truth": [
+        {**{k: a[k] for k in ("image_id", "category_id", "bbox", "segmentation")}, "score": 1.0}
+        for a in annotations]}, figures=False, progress=False, cell_iou_thresholds=[0.5, 0.8])
+    n_gt = len(annotations)
+    assert n_gt > 30
+    assert metrics["truth"]["segm"]["AP"] == 1.0
+    for t, tp in expected.items():
+        assert metrics["eroded"]["cell"][f"{t:g}"]["tp"] == tp
+        assert metrics["eroded"]["cell"][f"{t:g}"]["fn"] == n_gt - tp
+    assert 0 < expected[0.8] < expected[0.5]
+    assert metrics["eroded"]["segm"]["AP"] < metrics["eroded"]["segm"]["AP50"] <= 1.0

@@ -9,7 +9,7 @@ import pytest
 
 from dama_det.errors import DamaUserError
 from dama_det.evaluation.inputs import (
-    decode_rle_counts, load_ground_truth, load_results, normalize_segmentation,
+    check_rle_runs, load_ground_truth, load_results, normalize_segmentation,
 )
 from dama_det.evaluation.synthetic import ellipse_rle, make_synthetic_case
 
@@ -20,17 +20,18 @@ def small_case():
     return load_ground_truth(gt), dets
 
 
-def test_decode_rle_counts_matches_pycocotools():
+def test_check_rle_runs_accepts_valid_and_names_malformed():
     rng = np.random.default_rng(0)
+    good = []
     for _ in range(20):
         m = np.asfortranarray(rng.random((37, 53)) < rng.uniform(0.05, 0.95)).astype(np.uint8)
-        rle = mask_util.encode(m)
-        runs = decode_rle_counts(rle["counts"].decode("ascii"))
-        assert sum(runs) == m.size and sum(runs[1::2]) == int(m.sum())
-        back = mask_util.frPyObjects({"size": [37, 53], "counts": runs}, 37, 53)
-        assert back["counts"] == rle["counts"]
-    assert decode_rle_counts("0\x7f") is None  # illegal character
-    assert decode_rle_counts("a") is None  # continuation bit without a next group
+        good.append({"size": [37, 53], "counts": mask_util.encode(m)["counts"].decode("ascii")})
+    check_rle_runs(good, [f"e{i}" for i in range(20)])
+    valid = good[0]["counts"]
+    for bad in (valid[:-3], valid + "00", "a", "\x7f", "0k1", valid[:5] + " " + valid[6:]):
+        rles = good[:3] + [{"size": [37, 53], "counts": bad}] + good[3:]
+        with pytest.raises(DamaUserError, match=r"^e3: malformed RLE"):
+            check_rle_runs(rles, [f"e{i}" for i in range(len(rles))])
 
 
 def test_ellipse_rle_matches_a_drawn_mask():
@@ -46,7 +47,8 @@ def test_normalize_segmentation_formats():
     m = np.zeros((20, 30), np.uint8, order="F")
     m[4:9, 5:12] = 1
     ref = mask_util.encode(m)
-    runs = decode_rle_counts(ref["counts"].decode())
+    # Column-major runs: 5 columns of 20 rows + 4 background, then 7 columns of 5 on / 15 off.
+    runs = [5 * 20 + 4] + [5, 15] * 6 + [5, 20 * 30 - (5 * 20 + 4) - 7 * 5 - 6 * 15]
     as_list = normalize_segmentation({"size": [20, 30], "counts": runs}, 20, 30, "x")
     as_poly = normalize_segmentation([[5, 4, 12, 4, 12, 9, 5, 9]], 20, 30, "x")
     assert as_list["counts"] == ref["counts"].decode()

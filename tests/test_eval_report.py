@@ -166,3 +166,24 @@ def test_detectron2_evaluator_matches_report(case, tmp_path):
     assert np.isnan(results["segm"]["APl"])
     assert (tmp_path / "d2" / "metrics.json").is_file()
     assert (tmp_path / "d2" / "coco_instances_results.json").is_file()
+
+
+def test_legends_carry_area_under_curve(case):
+    import re
+
+    from dama_det.evaluation.plots import figure_method_breakdown, figure_method_pr
+
+    _, gt, dets = case
+    from dama_det.evaluation.report import evaluate_report
+
+    report = evaluate_report(gt, {"m": dets}, progress=False)
+    curves = report.methods["m"].curves()
+    fig = figure_method_pr(curves, "segm", [0.1, 0.5, 0.75])
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert [re.sub(r"^\[\d\.\d{3}\] ", "", s) for s in labels] == ["@0.1", "@0.5", "@0.75"]
+    ap50 = report.metrics()["m"]["segm"]["AP50"]
+    assert labels[1] == f"[{ap50:.3f}] @0.5"
+    fig = figure_method_breakdown(curves, "segm")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert [s.split("] ")[1] for s in labels] == ["C75", "C50", "Loc", "Sim", "Oth", "BG", "FN"]
+    assert labels[0] == f"[{report.metrics()['m']['segm']['AP75']:.3f}] C75"

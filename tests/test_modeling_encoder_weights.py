@@ -81,6 +81,30 @@ def test_report_lists_zero_missing_and_same_grid_is_exact(tmp_path):
     torch.testing.assert_close(vit.pos_embed, src["pos_embed"], rtol=0, atol=0)
 
 
+def test_export_without_cls_position_loads(tmp_path):
+    """Exports whose pos_embed has no cls entry (1, L, D) load; the unused cls slot is 0."""
+    src = make_export(tmp_path / "full.pth")
+    state = dict(src)
+    state["pos_embed"] = src["pos_embed"][:, 1:]
+    save_encoder_export(tmp_path / "nocls.pth", state, img_size=128, patch_size=16, in_chans=7,
+                        embed_dim=DIM, depth=DEPTH, num_heads=HEADS)
+    vit = build_backbone(detection_cfg(pretrain_img_size=128), ShapeSpec(channels=7)).net
+    load_encoder_into_vit(vit, tmp_path / "nocls.pth")
+    torch.testing.assert_close(vit.pos_embed[:, 1:], src["pos_embed"][:, 1:], rtol=0, atol=0)
+    assert torch.count_nonzero(vit.pos_embed[:, 0]) == 0
+
+
+def test_pretrain_img_size_zero_takes_the_exports(tmp_path):
+    from dama_det.config import resolve_pretrain_img_size
+
+    src = make_export(tmp_path / "enc.pth", img_size=96)
+    cfg = detection_cfg(pretrain_img_size=0, weights=tmp_path / "enc.pth")
+    vit = build_backbone(cfg, ShapeSpec(channels=7)).net
+    torch.testing.assert_close(vit.pos_embed, src["pos_embed"], rtol=0, atol=0)  # 6x6 grid
+    assert resolve_pretrain_img_size(cfg) == 96 and cfg.MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE == 96
+    assert resolve_pretrain_img_size(detection_cfg(pretrain_img_size=0)) == 256  # IMG_SIZE
+
+
 def test_loaded_backbone_differs_from_random_init(tmp_path):
     make_export(tmp_path / "enc.pth")
     torch.manual_seed(0)

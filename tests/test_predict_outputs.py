@@ -88,3 +88,20 @@ def test_collect_inputs_folder_json_and_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DamaUserError, match="no .tif"):
         collect_inputs([tmp_path / "empty"])
+
+
+def test_predict_one_scales_like_the_mapper():
+    """uint16 raw image + dtype_max / percentile scaling == predicting the scaled image."""
+    from dama_det.data.normalize import scale_intensities
+    from dama_det.inference.pipeline import PredictOptions, predict_one
+
+    image, _ = blob_image(192, n_small=20, channels=2, seed=4)
+    raw = (image * 65535).astype(np.uint16).astype(np.float32)
+    for mode in ("dtype_max", "percentile"):
+        opts = PredictOptions(num_channels=2, intensity_scaling=mode, tile_size=64, overlap=16,
+                              progress=False)
+        labels, dets = predict_one(raw, np.dtype(np.uint16), threshold_predictor, opts)
+        scaled = scale_intensities(raw, mode, np.uint16, opts.percentile_range)
+        expected, _ = paint_labels(
+            predict_image_tiled(scaled, threshold_predictor, tile_size=64, overlap=16), 192, 192)
+        assert labels.max() > 10 and np.array_equal(labels, expected)

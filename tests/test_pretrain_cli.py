@@ -135,3 +135,21 @@ def test_resume_with_other_architecture_is_refused(tmp_path, capsys):
                "--patch-size", "16", "--resume", str(ckpt)])
     assert rc == 2
     assert "patch_size" in _error_line(capsys)
+
+
+def test_default_data_is_generated_synthetic_crops(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["pretrain", "--output-dir", str(out), "--model", "test", "--img-size", "64",
+            "--synthetic-per-type", "1", "--batch-size", "4", "--epochs", "1", "--num-workers", "0",
+            "--no-progress", "--vis-every", "0"]
+    assert main(args) == 0
+    crops = sorted((out / "synthetic_crops").rglob("*.tif"))
+    assert len(crops) == 5  # one per cell type
+    meta = load_encoder_export(out / "encoder.pth")
+    assert meta["channel_names"] == ["DAPI", "Histones", "NeuN", "S100", "Olig2", "Iba1", "RECA1"]
+    # a second run (e.g. resuming) reuses the generated crops
+    stamp = crops[0].stat().st_mtime_ns
+    assert main(args + ["--resume", "auto", "--epochs", "2"]) == 0
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+    assert crops[0].stat().st_mtime_ns == stamp
+    assert "generating" not in capsys.readouterr().out.split("resumed")[-1]

@@ -159,3 +159,32 @@ def test_export_pretrainer_loads_into_timm(tmp_path):
     result = vit.load_state_dict(meta["model"], strict=True)
     assert not result.missing_keys
     assert torch.equal(vit.blocks[1].mlp.fc2.weight, model.student1.blocks[1].mlp.fc2.weight)
+
+
+def test_bf16_autocast_step_on_cpu():
+    torch.manual_seed(0)
+    model = DAMAPretrainer(mae_config("test", img_size=64), MethodConfig(method="dama"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, terms, out = model(torch.rand(2, 7, 64, 64), return_outputs=True)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert model.student1.blocks[0].attn.qkv.weight.grad.dtype == torch.float32
+    assert ((out["mask2"] == 0).sum(1) == 3).all()
+
+
+@pytest.mark.parametrize("method", ["mae", "dama"])
+def test_reconstruction_figure(tmp_path, method):
+    from dama_det.pretrain.visualize import reconstruction_images, save_reconstruction_figure
+
+    model = DAMAPretrainer(mae_config("test", img_size=64), MethodConfig(method=method))
+    imgs = torch.rand(2, 7, 64, 64)
+    with torch.no_grad():
+        _, _, out = model(imgs, return_outputs=True)
+    path = save_reconstruction_figure(tmp_path / "fig.png", imgs, out, 16, True, list("ABCDEFG"), title=method)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    # visible patches of a reconstruction are the input itself
+    recon = reconstruction_images(imgs, out["mask1"], out["pred1"], 16, True)
+    visible = (out["mask1"][0] == 0).nonzero()[0, 0].item()
+    r, c = divmod(visible, 4)
+    assert torch.allclose(recon[0, :, r * 16:(r + 1) * 16, c * 16:(c + 1) * 16],
+                          imgs[0, :, r * 16:(r + 1) * 16, c * 16:(c + 1) * 16])

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,28 +120,23 @@ def _log(opts: ClassifyOptions, info: DistInfo, text: str) -> None:
         print(text, flush=True)
 
 
-def prepare_synthetic_crops(out: Path, n_per_class: int, crop_size: int, seed: int) -> Path:
+def prepare_synthetic_crops(out: Path, n_per_class: int, crop_size: int, seed: int,
+                            progress: bool = True) -> Path:
     """Generate the synthetic labelled crops into ``out/synthetic_crops`` (once).
 
+    Uses :func:`dama_det.data.synth.generate_crops` (written atomically, with a
+    ``labels.csv``); a complete earlier folder is reused as it is.
+
     Returns:
-        The folder (reused as it is when it already holds crops).
+        The folder.
     """
+    from ..data.synth import generate_crops
+
     target = out / "synthetic_crops"
-    if target.is_dir() and any(target.rglob("*.tif")):
+    if (target / "labels.csv").is_file() and any(target.rglob("*.tif")):
         return target
-    try:
-        from ..data.synth import generate_crops
-    except ImportError as exc:
-        raise DamaUserError(
-            f"the synthetic data generator is unavailable ({exc}); pass --data"
-        ) from None
-    tmp = out / ".synthetic_crops.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    generate_crops(tmp, n_per_type=n_per_class, crop_size=crop_size, seed=seed)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    generate_crops(target, n_per_type=n_per_class, crop_size=crop_size, seed=seed,
+                   progress=progress)
     return target
 
 
@@ -238,7 +231,8 @@ def _prepare_data(opts: ClassifyOptions, info: DistInfo, out: Path) -> CropIndex
     data = opts.data
     if data is None:
         if info.is_main:
-            prepare_synthetic_crops(out, opts.synth_per_class, opts.synth_crop_size, opts.seed)
+            prepare_synthetic_crops(out, opts.synth_per_class, opts.synth_crop_size, opts.seed,
+                                    progress=not opts.quiet)
         barrier(info)
         data = out / "synthetic_crops"
         _log(opts, info, f"data: synthetic crops in {data}")

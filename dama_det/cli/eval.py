@@ -84,12 +84,13 @@ def register(subparsers) -> None:
                       help="'coco' (32^2, 96^2), 'cells' (16^2, 32^2) or NAME:LO:HI,... in "
                       "pixels^2 (default: %(default)s)")
     coco.add_argument("--engine", choices=("faster", "pycocotools"), default="faster",
-                      help="COCOeval implementation; identical numbers (default: %(default)s)")
+                      help="COCOeval implementation; results agree to 1e-12 "
+                      "(default: %(default)s)")
     cell = p.add_argument_group("cell matching metrics")
     cell.add_argument("--cell-iou-thresholds", type=_floats, default=[0.5, 0.6, 0.7, 0.8, 0.9],
                       metavar="T,T,...", help="IoU thresholds of TP/FP/FN, F1, TP/(TP+FP+FN) "
                       "(default: 0.5,0.6,0.7,0.8,0.9)")
-    cell.add_argument("--score-threshold", type=float, default=0.5,
+    cell.add_argument("--score-threshold", type=float, default=0.5, metavar="S",
                       help="ignore predictions scored lower in the matching metrics "
                       "(default: %(default)s)")
     p.set_defaults(func=run)

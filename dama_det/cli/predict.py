@@ -53,17 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="Detectron2 checkpoint written by `dama-det train` "
                    "(e.g. OUTPUT_DIR/model_final.pth)")
     g.add_argument("--config-file", default=None, metavar="FILE",
-                   help="training config (path or shipped name); default: config.yaml "
+                   help="training config (path or shipped name); None: the config.yaml "
                    "beside --weights")
     g.add_argument("--score-thresh", type=_fraction, default=0.5, metavar="S",
                    help="keep detections scoring at least S (use e.g. 0.05 for COCO AP)")
     g = p.add_argument_group("tiling")
     g.add_argument("--tile-size", type=_positive_int, default=None, metavar="PX",
-                   help="sliding-window side; default: the training crop size "
+                   help="sliding-window side; None: the training crop size "
                    "(INPUT.LSJ.IMAGE_SIZE)")
     g.add_argument("--overlap", type=_non_negative_int, default=None, metavar="PX",
                    help="minimum overlap of neighbouring windows; should exceed the "
-                   "largest cell; default: a quarter of the tile size")
+                   "largest cell; None: a quarter of the tile size")
     g.add_argument("--merge-thresh", type=_fraction, default=0.5, metavar="F",
                    help="overlap (of the smaller instance) above which detections of two "
                    "windows are one instance")

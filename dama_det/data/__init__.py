@@ -12,6 +12,8 @@ from typing import Any
 
 _LAZY = {
     "annotations_to_label_image": "coco_labels",
+    "paint_segmentations": "rle",
+    "segmentation_runs": "rle",
     "coco_to_folder": "coco_labels",
     "folder_to_coco": "coco_labels",
     "label_image_to_annotations": "coco_labels",

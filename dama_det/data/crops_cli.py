@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from .synth_cli import HelpFormatter
+
 
 def add_parser(data_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``crops`` subcommand to the ``dama-det data`` group.
@@ -25,7 +27,7 @@ def add_parser(data_subparsers: argparse._SubParsersAction) -> argparse.Argument
         "channel, and write a crop around every centre as OME-TIFF (the paper's "
         "'noisy' pretraining sets), plus crops.csv (file, source, y, x). Crops that "
         "would reach past the image border are skipped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     io = p.add_argument_group("input / output")
     io.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -38,9 +40,10 @@ def add_parser(data_subparsers: argparse._SubParsersAction) -> argparse.Argument
                      help="disk radius of the erosion applied to the foreground mask")
     seg.add_argument("--min-distance", type=int, default=None,
                      help="minimum distance (px) between two cell centres "
-                     "(default: crop_size // 16, at least 3)")
+                     "(default: max(3, crop_size // 24))")
     seg.add_argument("--min-area", type=int, default=None,
-                     help="smallest nucleus area (px) kept (default: min_distance**2 // 2)")
+                     help="smallest eroded nucleus area (px) kept "
+                     "(default: max(8, min_distance**2 // 2))")
     crop = p.add_argument_group("crops")
     crop.add_argument("--crop-size", type=int, default=128, help="crop height/width (px)")
     crop.add_argument("--tile-size", type=int, default=1000,

@@ -23,7 +23,7 @@ from detectron2.structures import BitMasks, Boxes, BoxMode, Instances, polygons_
 from scipy import ndimage
 
 from ..errors import DamaUserError
-from .coco_labels import paint_segmentations
+from .rle import paint_segmentations
 from .normalize import SCALING_MODES, scale_intensities
 from .tiff_io import read_tiff
 from .transforms import apply_to_label_map, apply_to_mask_stack, build_nchannel_augmentations

@@ -106,6 +106,31 @@ def draw_outlines(
     return out
 
 
+def _mark_centre(rgb: np.ndarray, colour: Sequence[float]) -> np.ndarray:
+    """Draw four short ticks pointing at the centre of a crop (the labelled cell)."""
+    out = rgb.copy()
+    h, w = out.shape[:2]
+    cy, cx = h // 2, w // 2
+    r0, r1 = max(h // 9, 6), max(h // 6, 9)
+    col = np.asarray(colour, np.float32)
+    out[cy - r1:cy - r0, cx] = col
+    out[cy + r0:cy + r1, cx] = col
+    out[cy, cx - r1:cx - r0] = col
+    out[cy, cx + r0:cx + r1] = col
+    return out
+
+
+def _tile_grid(images: Sequence[np.ndarray], n_cols: int, gap: int) -> np.ndarray:
+    """Lay out equally sized ``(h, w, 3)`` images in a row-major grid on black."""
+    h, w = images[0].shape[:2]
+    n_rows = -(-len(images) // n_cols)
+    out = np.zeros((n_rows * (h + gap) - gap, n_cols * (w + gap) - gap, 3), np.float32)
+    for k, im in enumerate(images):
+        r, c = divmod(k, n_cols)
+        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = im
+    return out
+
+
 def write_dataset_preview(
     path: str | os.PathLike,
     tile: np.ndarray,
@@ -119,64 +144,65 @@ def write_dataset_preview(
     """Write the synthetic dataset's preview.png.
 
     Top: one tile as a colour composite, without and with instance outlines (coloured
-    by cell type). Below: one row of example crops per cell type. A legend names the
-    channel colours.
+    by cell type), and a legend of channel colours. Below: one row of example crops
+    per cell type, labelled, shown with the tile's intensity limits; ticks point at
+    the centre cell.
 
     Args:
         path: output PNG.
         tile: ``(C, H, W)`` image.
         labels: ``(H, W)`` instance labels of the tile.
         cell_types: type of each label (``cell_types[k - 1]`` for label k).
-        crops_by_type: type -> list of ``(C, h, w)`` crops.
+        crops_by_type: type -> list of ``(C, h, w)`` crops (may be empty).
         channel_names: ``C`` channel names.
         crops_per_row: crops shown per type.
 
     Returns:
         The written path.
     """
-    import matplotlib
+    import io
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    from PIL import Image, ImageDraw
 
     from ..utils import atomic_write_bytes
 
+    gap, label_w, legend_h = 6, 110, 22
     limits = channel_limits(tile)
     rgb = composite_rgb(tile, channel_names, limits=limits)
     type_col = np.array([(1, 1, 1)] + [TYPE_COLOURS.get(t, (1, 1, 1)) for t in cell_types],
                         np.float32)
-    outlined = draw_outlines(rgb, labels, type_col)
-
-    types = list(crops_by_type)
-    n_rows = len(types)
-    fig = plt.figure(figsize=(12, 6 + 1.5 * n_rows), dpi=110, facecolor="black")
-    grid = fig.add_gridspec(1 + n_rows, crops_per_row, height_ratios=[4.0] + [1.0] * n_rows,
-                            hspace=0.12, wspace=0.05)
-    half = crops_per_row // 2
-    for k, (im, title) in enumerate([(rgb, "composite"), (outlined, "instances (outline colour = type)")]):
-        ax = fig.add_subplot(grid[0, k * half:(k + 1) * half])
-        ax.imshow(im, interpolation="nearest")
-        ax.set_title(title, color="white", fontsize=10)
-        ax.axis("off")
-    for r, t in enumerate(types):
-        crops = list(crops_by_type[t])[:crops_per_row]
-        for j in range(crops_per_row):
-            ax = fig.add_subplot(grid[1 + r, j])
-            ax.axis("off")
-            if j < len(crops):
-                ax.imshow(composite_rgb(crops[j], channel_names, limits=limits),
-                          interpolation="nearest")
-            if j == 0:
-                ax.text(-0.08, 0.5, t, transform=ax.transAxes, rotation=90, color="white",
-                        ha="right", va="center", fontsize=9)
-    cols = channel_colours(channel_names)
-    handles = [Patch(color=cols[i], label=n) for i, n in enumerate(channel_names)]
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
-               labelcolor="white", fontsize=9)
-    import io
-
+    top = _tile_grid([rgb, draw_outlines(rgb, labels, type_col)], 2, gap)
+    rows = []
+    for t, crops in crops_by_type.items():
+        crops = list(crops)[:crops_per_row]
+        if crops:
+            ims = [_mark_centre(composite_rgb(c, channel_names, limits=limits),
+                                TYPE_COLOURS.get(t, (1, 1, 1))) for c in crops]
+            rows.append((t, _tile_grid(ims, crops_per_row, gap)))
+    width = label_w + max([top.shape[1]] + [r.shape[1] for _, r in rows])
+    height = legend_h + top.shape[0] + sum(r.shape[0] + gap for _, r in rows) + gap
+    canvas = np.zeros((height, width, 3), np.float32)
+    y = legend_h
+    canvas[y:y + top.shape[0], label_w:label_w + top.shape[1]] = top
+    y += top.shape[0] + gap
+    row_pos = []
+    for t, r in rows:
+        canvas[y:y + r.shape[0], label_w:label_w + r.shape[1]] = r
+        row_pos.append((t, y + r.shape[0] // 2, TYPE_COLOURS.get(t, (1, 1, 1))))
+        y += r.shape[0] + gap
+    img = Image.fromarray((canvas * 255).round().astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    x = label_w
+    for name, col in zip(channel_names, channel_colours(channel_names)):
+        fill = tuple(int(v * 255) for v in col)
+        draw.rectangle([x, 5, x + 12, 17], fill=fill)
+        draw.text((x + 16, 5), name, fill=(255, 255, 255))
+        x += 22 + 7 * len(name) + 12
+    draw.text((4, legend_h + 4), "composite", fill=(255, 255, 255))
+    draw.text((4, legend_h + top.shape[0] // 2), "right: instances,", fill=(255, 255, 255))
+    draw.text((4, legend_h + top.shape[0] // 2 + 14), "outline = type", fill=(255, 255, 255))
+    for t, yc, col in row_pos:
+        draw.text((4, yc - 6), t, fill=tuple(int(v * 255) for v in col))
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", facecolor="black", bbox_inches="tight")
-    plt.close(fig)
+    img.save(buf, format="PNG", optimize=False)
     return atomic_write_bytes(path, buf.getvalue())

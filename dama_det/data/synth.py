@@ -4,8 +4,8 @@ Seven channels (DAPI, Histones, NeuN, S100, Olig2, Iba1, RECA1) and five cell ty
 each bright in its marker: neurons (NeuN nucleus + soma), astrocytes (S100 soma and
 star-shaped processes), oligodendrocytes (Olig2 nucleus), microglia (Iba1 small soma
 with ramified processes) and endothelial cells (RECA1, elongated along curved
-capillaries). Cell layout and shapes are in :mod:`.synth_shapes`, the stains, optics
-and camera model in :mod:`.synth_render`.
+capillaries). Cell shapes are in :mod:`.synth_shapes`, the tissue layout in
+:mod:`.synth_layout`, the stains, optics and camera model in :mod:`.synth_render`.
 
 Folder written by :func:`generate_dataset` (``dama-det data synth --out DIR``)::
 
@@ -34,7 +34,8 @@ from ..errors import DamaUserError
 from ..utils import atomic_write_json
 from .synth_io import staged_output_dir, write_csv
 from .synth_render import CHANNEL_NAMES, MARKER_OF_TYPE, RenderedScene, render_scene
-from .synth_shapes import CELL_TYPES, sample_scene
+from .synth_layout import sample_scene
+from .synth_shapes import CELL_TYPES
 
 __all__ = [
     "CHANNEL_NAMES",
@@ -43,11 +44,13 @@ __all__ = [
     "generate_crops",
     "generate_dataset",
     "render_crop",
+    "render_crops",
     "render_tile",
 ]
 
 SPLITS = ("train", "val")
-_CROP_MARGIN = 16  # scene margin around a crop so that blur/neighbours are natural
+_CROP_MARGIN = 16  # scene margin around a crop sheet so that blur/neighbours are natural
+CROP_SHEET = 3  # crops are rendered CROP_SHEET x CROP_SHEET at a time
 _TILE_STREAM = {"train": 1, "val": 2}
 _CROP_STREAM = 10
 
@@ -77,29 +80,45 @@ def render_tile(tile_size: int = 512, seed: int = 0, index: int = 0, split: str 
     return render_scene(rng, scene)
 
 
-def render_crop(cell_type: str, crop_size: int = 128, seed: int = 0, index: int = 0) -> np.ndarray:
-    """Render one crop centred on a cell of the given type.
+def render_crops(
+    cell_type: str, crop_size: int = 128, seed: int = 0, sheet: int = 0
+) -> list[np.ndarray]:
+    """Render one sheet of crops centred on cells of the given type.
 
-    The cell sits exactly at the crop centre, on top of its neighbours, in tissue of
-    the same density as the tiles.
+    A sheet is a scene holding a ``CROP_SHEET x CROP_SHEET`` grid of forced cells of
+    ``cell_type`` spaced ``crop_size`` apart; each crop is the square around one of
+    them, so the cell sits exactly at the crop centre (for even sizes, at pixel
+    ``crop_size // 2``), on top of its neighbours, in tissue of the same density as
+    the tiles. Crop ``i`` of a type is crop ``i % CROP_SHEET**2`` of sheet
+    ``i // CROP_SHEET**2``, so crops do not depend on how many are asked for.
 
     Args:
         cell_type: one of :data:`CELL_TYPES`.
         crop_size: height and width (px).
         seed: dataset seed.
-        index: crop index within its type.
+        sheet: sheet index within its type.
 
     Returns:
-        ``(7, crop_size, crop_size)`` uint16 image.
+        ``CROP_SHEET**2`` images ``(7, crop_size, crop_size)`` uint16.
     """
     if cell_type not in CELL_TYPES:
         raise DamaUserError(f"unknown cell type {cell_type!r}; choose from {', '.join(CELL_TYPES)}")
-    rng = np.random.default_rng([seed, _CROP_STREAM + CELL_TYPES.index(cell_type), index])
-    size = crop_size + 2 * _CROP_MARGIN
-    scene = sample_scene(rng, size, size, center_type=cell_type)
-    rendered = render_scene(rng, scene)
-    m = _CROP_MARGIN
-    return np.ascontiguousarray(rendered.image[:, m:m + crop_size, m:m + crop_size])
+    rng = np.random.default_rng([seed, _CROP_STREAM + CELL_TYPES.index(cell_type), sheet])
+    m, g = _CROP_MARGIN, CROP_SHEET
+    size = g * crop_size + 2 * m
+    centre = m + np.arange(g) * crop_size + crop_size // 2
+    centers = [(float(y), float(x)) for y in centre for x in centre]
+    scene = sample_scene(rng, size, size, center_type=cell_type, centers=centers)
+    image = render_scene(rng, scene).image
+    h = crop_size // 2
+    return [np.ascontiguousarray(image[:, int(y) - h:int(y) - h + crop_size,
+                                       int(x) - h:int(x) - h + crop_size]) for y, x in centers]
+
+
+def render_crop(cell_type: str, crop_size: int = 128, seed: int = 0, index: int = 0) -> np.ndarray:
+    """Crop ``index`` of a type: ``(7, crop_size, crop_size)`` uint16 (see :func:`render_crops`)."""
+    per_sheet = CROP_SHEET**2
+    return render_crops(cell_type, crop_size, seed, index // per_sheet)[index % per_sheet]
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):
@@ -115,14 +134,21 @@ def _write_crops(out: Path, n_per_type: int, crop_size: int, seed: int, progress
     written: list[Path] = []
     rows: list[tuple[str, str]] = []
     examples: dict[str, list[np.ndarray]] = {t: [] for t in CELL_TYPES}
-    jobs = [(t, i) for t in CELL_TYPES for i in range(n_per_type)]
-    for cell_type, i in _progress(jobs, len(jobs), "synth crops", progress):
-        crop = render_crop(cell_type, crop_size, seed, i)
-        rel = f"{cell_type}/crop_{i:05d}.ome.tif"
-        written.append(write_ome_tiff(out / rel, crop, CHANNEL_NAMES))
-        rows.append((rel, cell_type))
-        if len(examples[cell_type]) < keep_examples:
-            examples[cell_type].append(crop)
+    per_sheet = CROP_SHEET**2
+    n_sheets = -(-n_per_type // per_sheet)
+    jobs = [(t, s) for t in CELL_TYPES for s in range(n_sheets)]
+    bar = _progress(None, len(CELL_TYPES) * n_per_type, "synth crops", progress)
+    for cell_type, sheet in jobs:
+        crops = render_crops(cell_type, crop_size, seed, sheet)
+        for j, crop in enumerate(crops[:n_per_type - sheet * per_sheet]):
+            i = sheet * per_sheet + j
+            rel = f"{cell_type}/crop_{i:05d}.ome.tif"
+            written.append(write_ome_tiff(out / rel, crop, CHANNEL_NAMES, compression=None))
+            rows.append((rel, cell_type))
+            if len(examples[cell_type]) < keep_examples:
+                examples[cell_type].append(crop)
+            bar.update(1)
+    bar.close()
     write_csv(out / "labels.csv", ("file", "cell_type"), rows)
     return written, examples
 
@@ -225,7 +251,7 @@ def generate_dataset(
                     first_tile = rendered
                 name = f"{split}/tile_{i:04d}"
                 img_paths.append(write_ome_tiff(stage / "tiles" / f"{name}.ome.tif",
-                                                rendered.image, CHANNEL_NAMES))
+                                                rendered.image, CHANNEL_NAMES, compression=None))
                 mask_paths.append(write_label_image(stage / "tiles" / f"{name}_masks.tif",
                                                     rendered.labels))
                 images.append({"id": i + 1, "file_name": f"{name}.ome.tif",

@@ -10,6 +10,15 @@ import argparse
 import time
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except for None/False ones (required or auto-chosen values)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_parser(data_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``synth`` subcommand to the ``dama-det data`` group.
 
@@ -27,7 +36,7 @@ def add_parser(data_subparsers: argparse._SubParsersAction) -> argparse.Argument
         "instance label images and COCO json per split, 128 x 128 cell-centred crops "
         "per cell type (neuron, astrocyte, oligodendrocyte, microglia, endothelial), "
         "meta.json and a preview.png. Same seed -> identical files.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     out = p.add_argument_group("output")
     out.add_argument("--out", required=True, metavar="DIR", help="output folder")

@@ -1,28 +1,20 @@
-"""Geometry of the synthetic brain tissue: cell shapes, processes, vessels, layout.
+"""Geometry of synthetic brain cells: body/nucleus polygons and branching processes.
 
-Everything here is in pixel coordinates ``(row, col)`` of one *scene* (a tile or the
-neighbourhood of one crop) and uses only numpy. The scale is about 0.65 um per pixel:
-neuronal nuclei have radii of 7-9 px, glial nuclei 4-6 px, neuronal somata 11-14 px.
-
-A scene is built by :func:`sample_scene`: a few curved capillaries with elongated
-endothelial cells on their walls, then neurons, astrocytes, oligodendrocytes and
-microglia placed by a clustered point process (dense clusters with touching and
-overlapping cells, rows of oligodendrocytes, sparser cells in between), each with a
-star-convex body polygon, a nucleus polygon and, for astrocytes and microglia, a
-point cloud of branching processes. Rendering lives in :mod:`synth_render`.
+Everything is in pixel coordinates ``(row, col)`` and uses only numpy. The scale is
+about 0.65 um per pixel: neuronal nuclei have radii of 7-9 px, glial nuclei 4-6 px,
+neuronal somata 11-14 px. :func:`make_cell` builds one cell of a type: a star-convex
+body polygon (pyramidal for neurons, elongated for endothelial cells), a nucleus
+polygon and, for astrocytes (star-shaped) and microglia (ramified), a point cloud of
+branching processes. The tissue layout is in :mod:`.synth_layout`, rendering in
+:mod:`.synth_render`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage as ndi
 
 CELL_TYPES: tuple[str, ...] = ("neuron", "astrocyte", "oligodendrocyte", "microglia", "endothelial")
-# Relative abundance of the parenchymal types (endothelial cells come from vessels).
-TYPE_FREQUENCY = {"neuron": 0.34, "astrocyte": 0.2, "oligodendrocyte": 0.28, "microglia": 0.18}
-# Mean number of parenchymal cells per pixel (about 210 cells in a 512 x 512 tile).
-CELL_DENSITY = 8.0e-4
 # Equivalent body radius (px) used for spacing, per type: (low, high).
 BODY_RADIUS = {
     "neuron": (10.5, 13.5),
@@ -73,24 +65,6 @@ class Cell:
     def center(self) -> tuple[float, float]:
         """Centre ``(row, col)`` of the nucleus."""
         return self.nucleus_ellipse.cy, self.nucleus_ellipse.cx
-
-
-@dataclass
-class Vessel:
-    """A capillary: centre line ``(M, 2)`` sampled every 0.5 px and its half width."""
-
-    centerline: np.ndarray
-    half_width: float
-
-
-@dataclass
-class Scene:
-    """Cells (in painting order: later cells lie on top) and vessels of one scene."""
-
-    height: int
-    width: int
-    cells: list[Cell]
-    vessels: list[Vessel]
 
 
 def _wrap(angle: np.ndarray) -> np.ndarray:
@@ -292,13 +266,11 @@ def make_cell(
             (apical + 2.3, r * rng.uniform(0.1, 0.35), 0.4),
             (apical - 2.3, r * rng.uniform(0.1, 0.35), 0.4),
         )
+        # the soma extends towards the apical dendrite; the nucleus stays at (cy, cx)
         body = star_polygon(rng, body_e, 0.12, bumps=bumps)
-        shift = -0.12 * r * np.array([np.sin(apical), np.cos(apical)])
+        body = body + 0.12 * r * np.array([np.sin(apical), np.cos(apical)])
         rn = r * rng.uniform(0.58, 0.68)
-        nuc_e = _ellipse(cy + shift[0], cx + shift[1], rn * rng.uniform(1.0, 1.15), rn, angle)
-        # the body is drawn around the nucleus: move it so the nucleus sits at (cy, cx)
-        body = body - shift
-        nuc_e = _ellipse(cy, cx, nuc_e.a, nuc_e.b, angle)
+        nuc_e = _ellipse(cy, cx, rn * rng.uniform(1.0, 1.15), rn, angle)
         nucleus = star_polygon(rng, nuc_e, 0.04)
     elif cell_type == "astrocyte":
         rn = rng.uniform(4.3, 5.6)
@@ -336,168 +308,3 @@ def make_cell(
     else:  # pragma: no cover - guarded by callers
         raise ValueError(f"unknown cell type {cell_type!r}")
     return Cell(cell_type, body, nucleus, nuc_e, processes, brightness, marker)
-
-
-def sample_vessel(
-    rng: np.random.Generator, through: tuple[float, float], angle: float, half_width: float,
-    length: float,
-) -> Vessel:
-    """A gently curving capillary passing through a point, extending both ways."""
-    starts = np.array([through, through], dtype=np.float64)
-    angles = np.array([angle, angle + np.pi])
-    lengths = np.array([length / 2, length / 2])
-    pos, _, _, _ = random_walk_paths(rng, starts, angles, lengths, tortuosity=0.03)
-    line = np.concatenate([pos[1, ::-1], np.asarray([through]), pos[0]], axis=0)
-    return Vessel(line, float(half_width))
-
-
-def _vessel_tangent(line: np.ndarray, i: int) -> float:
-    j0, j1 = max(i - 4, 0), min(i + 4, len(line) - 1)
-    d = line[j1] - line[j0]
-    return float(np.arctan2(d[0], d[1]))
-
-
-def endothelial_cells_on(
-    rng: np.random.Generator, vessel: Vessel, height: int, width: int,
-    skip_near: tuple[float, float] | None = None,
-) -> list[Cell]:
-    """Elongated endothelial cells on the wall of a vessel, oriented along it."""
-    cells = []
-    line = vessel.centerline
-    i = int(rng.integers(0, 60))
-    while i < len(line):
-        angle = _vessel_tangent(line, i)
-        side = rng.choice([-1.0, 1.0])
-        normal = np.array([np.cos(angle), -np.sin(angle)])
-        cy, cx = line[i] + side * vessel.half_width * normal
-        far = skip_near is None or np.hypot(cy - skip_near[0], cx - skip_near[1]) > 22
-        if -6 <= cy < height + 6 and -6 <= cx < width + 6 and far:
-            cells.append(make_cell(rng, "endothelial", cy, cx, angle))
-        i += int(2 * rng.uniform(26, 55))  # 0.5 px samples
-    return cells
-
-
-def _candidate_centres(
-    rng: np.random.Generator, height: int, width: int, n_target: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clustered and scattered candidate positions with their types.
-
-    Returns:
-        ``(centres (N, 2), type indices (N,), clustered (N,) bool)``.
-    """
-    types = list(TYPE_FREQUENCY)
-    probs = np.array([TYPE_FREQUENCY[t] for t in types])
-    pts, kinds, clustered = [], [], []
-    area_units = height * width / 512.0**2
-    for _ in range(rng.poisson(6.0 * area_units)):
-        c = rng.uniform([0, 0], [height, width])
-        if rng.random() < 0.25:  # a row of interfascicular oligodendrocytes
-            n = int(rng.integers(4, 9))
-            a = rng.uniform(0, np.pi)
-            step = rng.uniform(9.0, 11.0)
-            k = np.arange(n) - n / 2
-            p = c + np.outer(k * step, [np.sin(a), np.cos(a)]) + rng.normal(0, 1.2, (n, 2))
-            kinds.append(np.full(n, types.index("oligodendrocyte")))
-        else:  # a dense mixed cluster around a dominant type
-            n = int(rng.integers(6, 14))
-            dominant = rng.choice(len(types), p=probs)
-            pr = 0.5 * probs + 0.5 * np.eye(len(types))[dominant]
-            p = c + rng.normal(0, rng.uniform(11, 18), (n, 2))
-            kinds.append(rng.choice(len(types), n, p=pr))
-        pts.append(p)
-        clustered.append(np.ones(len(p), bool))
-    n_scatter = int(2.5 * n_target)
-    pts.append(rng.uniform([0, 0], [height, width], (n_scatter, 2)))
-    kinds.append(rng.choice(len(types), n_scatter, p=probs))
-    clustered.append(np.zeros(n_scatter, bool))
-    return np.concatenate(pts), np.concatenate(kinds), np.concatenate(clustered)
-
-
-def sample_scene(
-    rng: np.random.Generator,
-    height: int,
-    width: int,
-    *,
-    center_type: str | None = None,
-    density: float = CELL_DENSITY,
-) -> Scene:
-    """Lay out one scene of brain tissue.
-
-    Args:
-        rng: random generator (the only source of randomness).
-        height, width: scene size (px).
-        center_type: if given, a cell of this type is put exactly at the scene centre
-            and painted last (on top), for cell-centred crops.
-        density: parenchymal cells per px^2.
-
-    Returns:
-        The :class:`Scene`; ``cells`` are in painting order.
-    """
-    types = list(TYPE_FREQUENCY)
-    mid = ((height - 1) / 2.0, (width - 1) / 2.0)
-    diag = float(np.hypot(height, width))
-    vessels: list[Vessel] = []
-    center_cell: Cell | None = None
-    if center_type == "endothelial":
-        a = rng.uniform(0, np.pi)
-        hw = rng.uniform(3.5, 5.5)
-        side = rng.choice([-1.0, 1.0])
-        normal = np.array([np.cos(a), -np.sin(a)])
-        through = np.asarray(mid) - side * hw * normal
-        vessels.append(sample_vessel(rng, tuple(through), a, hw, 2.2 * diag))
-        center_cell = make_cell(rng, "endothelial", mid[0], mid[1], a)
-    n_vessels = 1 + rng.poisson(1.0 * height * width / 512.0**2)
-    if center_type is not None and center_type != "endothelial":
-        n_vessels = int(rng.random() < 0.25)
-    for _ in range(n_vessels):
-        through = tuple(rng.uniform([0.1 * height, 0.1 * width], [0.9 * height, 0.9 * width]))
-        vessels.append(sample_vessel(rng, through, rng.uniform(0, np.pi), rng.uniform(3.0, 6.0),
-                                     2.2 * diag))
-
-    # distance to the nearest vessel centre line, to keep other cells off vessels
-    on_line = np.zeros((height, width), bool)
-    endothelial: list[Cell] = []
-    for v in vessels:
-        ij = np.round(v.centerline).astype(int)
-        ok = (ij[:, 0] >= 0) & (ij[:, 0] < height) & (ij[:, 1] >= 0) & (ij[:, 1] < width)
-        on_line[ij[ok, 0], ij[ok, 1]] = True
-        endothelial += endothelial_cells_on(rng, v, height, width,
-                                            skip_near=mid if center_cell is not None else None)
-    vessel_dist = ndi.distance_transform_edt(~on_line) if on_line.any() else None
-    max_hw = max((v.half_width for v in vessels), default=0.0)
-
-    n_target = max(1, rng.poisson(density * height * width))
-    cand, kinds, clustered = _candidate_centres(rng, height, width, n_target)
-    accepted = np.zeros((0, 2))
-    acc_r = np.zeros(0)
-    parenchymal: list[tuple[str, float, float]] = []
-    if center_type is not None and center_type != "endothelial":
-        r0 = BODY_RADIUS[center_type][1]
-        accepted, acc_r = np.array([mid]), np.array([r0])
-    elif center_cell is not None:
-        accepted, acc_r = np.array([mid]), np.array([6.0])
-    for p, k, cl in zip(cand, kinds, clustered):
-        if len(parenchymal) >= n_target:
-            break
-        if not (0 <= p[0] < height and 0 <= p[1] < width):
-            continue
-        t = types[k]
-        r = rng.uniform(*BODY_RADIUS[t])
-        if vessel_dist is not None and vessel_dist[int(p[0]), int(p[1])] < max_hw + r + 1.5:
-            continue
-        if len(acc_r):
-            d = np.hypot(*(accepted - p).T)
-            if np.any(d < (0.62 if cl else 0.85) * (acc_r + r)):
-                continue
-        accepted = np.vstack([accepted, p])
-        acc_r = np.append(acc_r, r)
-        parenchymal.append((t, float(p[0]), float(p[1])))
-
-    cells = [make_cell(rng, t, y, x) for t, y, x in parenchymal] + endothelial
-    order = rng.permutation(len(cells))
-    cells = [cells[i] for i in order]
-    if center_type is not None:
-        if center_cell is None:
-            center_cell = make_cell(rng, center_type, mid[0], mid[1])
-        cells.append(center_cell)
-    return Scene(height, width, cells, vessels)

@@ -9,7 +9,6 @@ scale intensities.
 from __future__ import annotations
 
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import tifffile
 
 from ..errors import DamaUserError
+from ..utils.io import atomic_output
 
 # Largest channel count we treat as "channels" when the axis order is ambiguous.
 MAX_CHANNELS = 64
@@ -59,7 +59,9 @@ def _ome_channel_names(tif: tifffile.TiffFile) -> list[str] | None:
         for el in image.iter()
         if el.tag.rsplit("}", 1)[-1] == "Channel"
     ]
-    return names or None
+    if not any(names):
+        return None
+    return [name or f"ch{i}" for i, name in enumerate(names)]
 
 
 def _squeeze_with_axes(arr: np.ndarray, axes: str | None) -> tuple[np.ndarray, str | None]:
@@ -178,15 +180,8 @@ def read_image(
 
 def _atomic_tiff_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_ome_tiff(

@@ -57,7 +57,9 @@ def ensure_synthetic_data(cfg: CfgNode) -> Path | None:
         n_train_tiles=int(d.SYNTH_TRAIN_TILES),
         n_val_tiles=int(d.SYNTH_VAL_TILES),
         tile_size=int(d.SYNTH_TILE_SIZE),
+        n_crops_per_type=0,  # detection needs the tiles only
         seed=int(d.SYNTH_SEED),
+        preview=False,
     )
     missing = [str(synth_json(data_dir, s)) for s in SYNTH_SPLITS.values()
                if not synth_json(data_dir, s).is_file()]

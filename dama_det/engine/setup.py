@@ -11,7 +11,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_setup
 
-from ..config import get_dama_cfg, resolve_device
+from ..config import get_dama_cfg, resolve_device, resolve_pretrain_img_size
 from ..errors import DamaUserError
 from .config_files import find_config_file
 from .datasets import register_datasets_from_cfg
@@ -31,13 +31,16 @@ def _set_single(cfg: CfgNode, names_key: str, json_key: str, path: str, flag: st
     cfg.DATASETS[json_key] = (str(Path(path).expanduser().resolve()),)
 
 
-def build_cfg(args: argparse.Namespace) -> CfgNode:
+def build_cfg(args: argparse.Namespace, resolve: bool = True) -> CfgNode:
     """The config described by parsed ``dama-det train`` / ``tools/train_net.py`` args.
 
     Order: defaults + ``add_dama_config`` < YAML file < flags (``--output-dir``,
     ``--weights``, ``--checkpoint``, ``--train-json``, ``--val-json``, ``--device``,
-    ``--amp``, ``--seed``) < trailing ``KEY VALUE`` pairs. ``MODEL.DEVICE "auto"`` is
-    resolved to cuda/cpu.
+    ``--amp``, ``--seed``) < trailing ``KEY VALUE`` pairs.
+
+    Args:
+        args: parsed arguments (see ``dama_det.engine.launch.add_train_arguments``).
+        resolve: replace ``MODEL.DEVICE "auto"`` by cuda/cpu.
 
     Returns:
         A mutable config (datasets not registered yet).
@@ -75,7 +78,9 @@ def build_cfg(args: argparse.Namespace) -> CfgNode:
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError) as exc:
         raise DamaUserError(f"config override: {exc}") from None
-    resolve_device(cfg)
+    resolve_pretrain_img_size(cfg)
+    if resolve:
+        resolve_device(cfg)
     return cfg
 
 
@@ -122,6 +127,19 @@ def apply_epoch_schedule(cfg: CfgNode) -> None:
     )
 
 
+def setup_dama_logger(output_dir: str) -> logging.Logger:
+    """Send dama_det's own log records (weights report, datasets, schedule) to the
+    console and to ``OUTPUT_DIR/log.txt`` like Detectron2's."""
+    from detectron2.utils import comm
+    from detectron2.utils.file_io import PathManager
+    from detectron2.utils.logger import setup_logger
+
+    if comm.is_main_process() and output_dir:
+        PathManager.mkdirs(output_dir)
+    return setup_logger(output_dir or None, distributed_rank=comm.get_rank(), name="dama_det",
+                        abbrev_name="dama")
+
+
 def setup(args: argparse.Namespace) -> CfgNode:
     """Full setup in one process (each DDP worker runs it): config, datasets, epoch
     schedule, frozen config, Detectron2's ``default_setup`` (logging, config.yaml in
@@ -130,9 +148,28 @@ def setup(args: argparse.Namespace) -> CfgNode:
     Returns:
         The frozen config.
     """
-    cfg = build_cfg(args)
+    cfg = build_cfg(args, resolve=False)
+    requested_device = cfg.MODEL.DEVICE
+    resolve_device(cfg)
+    setup_dama_logger(cfg.OUTPUT_DIR)
     register_datasets_from_cfg(cfg)
     apply_epoch_schedule(cfg)
     cfg.freeze()
     default_setup(cfg, args)
+    _save_portable_config(cfg, requested_device)
     return cfg
+
+
+def _save_portable_config(cfg: CfgNode, requested_device: str) -> None:
+    """Rewrite ``OUTPUT_DIR/config.yaml`` with the device as requested ("auto"), so that
+    a model trained on a GPU can be loaded on a CPU-only machine from this file."""
+    from detectron2.utils import comm
+
+    from ..utils import atomic_write_bytes
+
+    if not comm.is_main_process() or not cfg.OUTPUT_DIR:
+        return
+    saved = cfg.clone()
+    saved.defrost()
+    saved.MODEL.DEVICE = requested_device
+    atomic_write_bytes(Path(cfg.OUTPUT_DIR) / "config.yaml", saved.dump().encode("utf-8"))

@@ -69,18 +69,13 @@ def match_instances(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.n
     return np.concatenate(pred_idx).astype(np.int64), np.concatenate(gt_idx).astype(np.int64)
 
 
-def _rle(segm: Mapping[str, Any]) -> dict:
-    counts = segm["counts"]
-    return {"size": segm["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-
-
 def instance_iou(preds: Sequence[Mapping], gts: Sequence[Mapping], use_masks: bool) -> np.ndarray:
     """``(P, G)`` IoU matrix of prediction and ground-truth annotations of one image."""
     if not preds or not gts:
         return np.zeros((len(preds), len(gts)))
     if use_masks:
-        d = [_rle(p["segmentation"]) for p in preds]
-        g = [_rle(a["segmentation"]) for a in gts]
+        d = [p["segmentation"] for p in preds]  # compressed RLE, str counts
+        g = [a["segmentation"] for a in gts]
     else:
         d = [list(p["bbox"]) for p in preds]
         g = [list(a["bbox"]) for a in gts]

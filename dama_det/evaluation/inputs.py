@@ -12,6 +12,7 @@ result with score 1 (see :func:`label_folder_to_results`).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,42 +32,53 @@ LABEL_FILE_PATTERNS = (
 )
 
 
-def decode_rle_counts(counts: str) -> list[int] | None:
-    """Run lengths of a compressed COCO RLE string, or None when it is malformed.
+def check_rle_runs(rles: Sequence[Mapping[str, Any]], wheres: Sequence[str]) -> None:
+    """Check that compressed RLEs are well formed, all at once.
 
-    The format (pycocotools' ``rleToString``): each run length is written as 5-bit
-    groups (characters ``48 + value``, bit 0x20 = more groups follow, bit 0x10 of the
-    last group = sign), and from the fourth run on, as the difference to the run two
-    places before.
+    Each ``counts`` string must use the characters ``0``..``o`` of the COCO format
+    and decode (faster-coco-eval's C++ ``toUncompressedRLE``) to run lengths that are
+    >= 0 and add up to ``height * width``; pycocotools would otherwise write past its
+    buffer or silently produce a wrong mask.
 
     Args:
-        counts: the ``counts`` string of a compressed RLE.
+        rles: ``{"size": [h, w], "counts": str}`` dicts.
+        wheres: the matching entry names for error messages.
 
-    Returns:
-        The run lengths (background first), or None for an illegal character or a
-        truncated last value.
+    Raises:
+        DamaUserError: naming the first malformed entry.
     """
-    runs: list[int] = []
-    value = shift = 0
-    for char in counts.encode("ascii", errors="replace"):
-        group = char - 48
-        if group < 0 or group > 63:
-            return None
-        value |= (group & 0x1F) << shift
-        shift += 5
-        if group & 0x20:
-            continue
-        if group & 0x10:
-            value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
-        value = shift = 0
-    return None if shift else runs
+    from faster_coco_eval.mask_api_new_cpp import toUncompressedRLE
+
+    def fail(i: int):
+        h, w = rles[i]["size"]
+        raise DamaUserError(
+            f"{wheres[i]}: malformed RLE (run lengths must be >= 0 and add up to "
+            f"{h}x{w} = {h * w} pixels)"
+        )
+
+    for i, rle in enumerate(rles):
+        counts = rle["counts"]
+        if counts and (min(counts) < "0" or max(counts) > "o"):
+            fail(i)
+    try:
+        runs = toUncompressedRLE(list(rles))
+    except (RuntimeError, ValueError):
+        for i, rle in enumerate(rles):  # find the culprit
+            try:
+                toUncompressedRLE([rle])
+            except (RuntimeError, ValueError):
+                fail(i)
+        raise
+    for i, (rle, decoded) in enumerate(zip(rles, runs)):
+        counts = decoded["counts"]
+        h, w = rle["size"]
+        if sum(counts) != h * w or (counts and min(counts) < 0):
+            fail(i)
 
 
 def normalize_segmentation(segm: Any, height: int, width: int, where: str) -> dict[str, Any]:
-    """Check one segmentation and return it as a compressed RLE with ``counts`` a str.
+    """Check one segmentation's form and return it as a compressed RLE (``counts`` a
+    str); the run lengths of compressed strings are checked by :func:`check_rle_runs`.
 
     Args:
         segm: compressed RLE (``counts`` str/bytes), uncompressed RLE (``counts`` a list)
@@ -90,13 +102,7 @@ def normalize_segmentation(segm: Any, height: int, width: int, where: str) -> di
             )
         if isinstance(counts, bytes):
             counts = counts.decode("ascii", errors="replace")
-        if isinstance(counts, str):
-            runs = decode_rle_counts(counts)
-            if runs is None or any(r < 0 for r in runs) or sum(runs) != height * width:
-                raise DamaUserError(
-                    f"{where}: malformed RLE (run lengths must be >= 0 and add up to "
-                    f"{height}x{width} = {height * width} pixels)"
-                )
+        if isinstance(counts, str):  # run lengths: see check_rle_runs
             return {"size": [height, width], "counts": counts}
         if isinstance(counts, list):
             if not all(isinstance(c, (int, np.integer)) and c >= 0 for c in counts) or (
@@ -123,16 +129,15 @@ def normalize_segmentation(segm: Any, height: int, width: int, where: str) -> di
     raise DamaUserError(f"{where}: unsupported segmentation {type(segm).__name__} (RLE or polygons)")
 
 
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+
+
 def _check_bbox(bbox: Any, where: str) -> list[float]:
-    if (
-        not isinstance(bbox, (list, tuple))
-        or len(bbox) != 4
-        or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in bbox)
-        or bbox[2] < 0
-        or bbox[3] < 0
-    ):
-        raise DamaUserError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w>=0, h>=0]")
-    return [float(v) for v in bbox]
+    if type(bbox) in (list, tuple) and len(bbox) == 4:
+        out = [float(v) for v in bbox if isinstance(v, _NUMBER_TYPES) and not isinstance(v, bool)]
+        if len(out) == 4 and math.isfinite(sum(out)) and out[2] >= 0 and out[3] >= 0:
+            return out
+    raise DamaUserError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w>=0, h>=0]")
 
 
 def load_ground_truth(source: GroundTruthSource) -> dict[str, Any]:
@@ -168,6 +173,8 @@ def load_ground_truth(source: GroundTruthSource) -> dict[str, Any]:
     used_ids = {a["id"] for a in data["annotations"] if isinstance(a.get("id"), int)}
     next_id = max(used_ids, default=0) + 1
     seen: set[int] = set()
+    rles: list[dict] = []
+    wheres: list[str] = []
     for i, ann in enumerate(data["annotations"]):
         where = f"{name}: annotations[{i}]"
         if ann.get("category_id") not in cat_ids:
@@ -185,13 +192,17 @@ def load_ground_truth(source: GroundTruthSource) -> dict[str, Any]:
         out["iscrowd"] = int(ann.get("iscrowd", 0) or 0)
         if "segmentation" in ann and ann["segmentation"] not in (None, [], {}):
             out["segmentation"] = normalize_segmentation(ann["segmentation"], height, width, where)
-            if not isinstance(ann.get("area"), (int, float)):
-                out["area"] = float(mask_util.area(_rle_bytes(out["segmentation"])))
+            rles.append(out["segmentation"])
+            wheres.append(where)
         else:
             out.pop("segmentation", None)
             if not isinstance(ann.get("area"), (int, float)):
                 out["area"] = out["bbox"][2] * out["bbox"][3]
         annotations.append(out)
+    check_rle_runs(rles, wheres)
+    for ann in annotations:
+        if not isinstance(ann.get("area"), (int, float)):
+            ann["area"] = float(mask_util.area(_rle_bytes(ann["segmentation"])))
     result = {k: v for k, v in data.items() if k != "annotations"}
     result["annotations"] = annotations
     return result
@@ -305,7 +316,7 @@ def load_results(source: ResultsSource, gt: Mapping[str, Any], name: str) -> lis
     results = []
     for i, det in enumerate(raw):
         where = f"{label}: entry {i}"
-        if not isinstance(det, Mapping):
+        if not isinstance(det, dict):
             raise DamaUserError(f"{where}: expected an object, got {type(det).__name__}")
         image_id = det.get("image_id")
         if image_id not in sizes:
@@ -340,4 +351,7 @@ def load_results(source: ResultsSource, gt: Mapping[str, Any], name: str) -> lis
                 det["segmentation"], *sizes[image_id], where
             )
         results.append(entry)
+    if has_segm:
+        check_rle_runs([r["segmentation"] for r in results],
+                       [f"{label}: entry {i}" for i in range(len(results))])
     return results

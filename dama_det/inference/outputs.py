@@ -122,8 +122,9 @@ def detections_to_coco_results(
 def _display_scale(channel: np.ndarray) -> np.ndarray:
     """Map a channel's 1st-99.8th percentiles to 0-1 for display (on a subsample)."""
     step = max(1, int(np.sqrt(channel.size / 1_000_000)))
-    lo, hi = np.percentile(channel[::step, ::step], [1.0, 99.8])
-    return np.clip((channel - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
+    lo, hi = (float(v) for v in np.percentile(channel[::step, ::step], [1.0, 99.8]))
+    out = (channel.astype(np.float32) - lo) / max(hi - lo, 1e-6)  # python floats keep float32
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def render_overlay(

@@ -9,7 +9,8 @@ unused; ``rel_pos_h/rel_pos_w`` (relative position bias, zero-initialised) do no
 exist in MAE-style pretraining and are reported as newly initialised.
 
 Position embedding. The ViT stores ``pos_embed`` on the grid
-``MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE / patch`` (with a leading cls entry when
+``MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE / patch`` (0 = the export's ``img_size``, resolved when
+the config is set up; with a leading cls entry when
 ``PRETRAIN_USE_CLS_TOKEN``), and Detectron2's ``get_abs_pos`` bicubically resizes
 it to every input's token grid at forward time - so any detection or tile size
 works. When the export's grid (``img_size / patch_size``) differs from the model's
@@ -129,7 +130,8 @@ def convert_timm_to_vitdet(
     out: dict[str, torch.Tensor] = {}
     for key, value in export_state.items():
         if key not in target:
-            (report.unused if _UNUSED_EXPORT_KEYS.match(key) else report.unexpected).append(key)
+            unused = _UNUSED_EXPORT_KEYS.match(key) or (key == "pos_embed" and vit.pos_embed is None)
+            (report.unused if unused else report.unexpected).append(key)
             continue
         if key == "pos_embed":
             value, report.resampled_pos_embed = _convert_pos_embed(

@@ -14,6 +14,7 @@ from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import SimpleFeaturePyramid, ViT
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
+from ..config import pretrain_img_size
 from ..errors import DamaUserError
 
 logger = logging.getLogger(__name__)
@@ -42,9 +43,10 @@ def build_dama_vit(cfg: CfgNode, in_chans: int) -> ViT:
             f"MODEL.DAMA_VIT.GLOBAL_BLOCK_INDEXES {list(v.GLOBAL_BLOCK_INDEXES)} has indexes "
             f"outside 0..{v.DEPTH - 1} (DEPTH={v.DEPTH})"
         )
-    if v.PRETRAIN_IMG_SIZE % v.PATCH_SIZE:
+    pos_size = pretrain_img_size(cfg)
+    if pos_size % v.PATCH_SIZE:
         raise DamaUserError(
-            f"MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE={v.PRETRAIN_IMG_SIZE} is not a multiple of "
+            f"MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE={pos_size} is not a multiple of "
             f"PATCH_SIZE={v.PATCH_SIZE}"
         )
     window_blocks = [i for i in range(v.DEPTH) if i not in set(v.GLOBAL_BLOCK_INDEXES)]
@@ -62,7 +64,7 @@ def build_dama_vit(cfg: CfgNode, in_chans: int) -> ViT:
         use_rel_pos=v.USE_REL_POS,
         window_size=v.WINDOW_SIZE,
         window_block_indexes=window_blocks if v.WINDOW_SIZE > 0 else (),
-        pretrain_img_size=v.PRETRAIN_IMG_SIZE,
+        pretrain_img_size=pos_size,
         pretrain_use_cls_token=v.PRETRAIN_USE_CLS_TOKEN,
         out_feature="last_feat",
     )

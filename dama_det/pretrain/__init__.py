@@ -1,1 +1,17 @@
-"""DAMA / MAE self-supervised pretraining of N-channel ViT encoders."""
+"""DAMA / MAE self-supervised pretraining of N-channel ViT encoders.
+
+Modules (import what you need; this package file stays light so that the CLI's
+``--help`` does not load torch):
+
+- :mod:`.masking`: ``random_mask``, ``adaptive_mask`` (per sample), ``ids_keep_from_mask``.
+- :mod:`.losses`: patchify, masked reconstruction loss (norm_pix), regression target
+  and Smooth-L1 feature regression.
+- :mod:`.models_mae`: ``MaskedAutoencoderViT`` (timm blocks, timm key names), sizes.
+- :mod:`.dama`: ``DAMAPretrainer`` with methods ``dama``, ``dama-ema``, ``dama-rand``, ``mae``.
+- :mod:`.dataset`, :mod:`.augment`: TIFF crop folder and the paper's augmentations.
+- :mod:`.engine`, :mod:`.main`, :mod:`.checkpoint`: training loop, driver
+  (``run_pretraining``), exact-resume checkpoints.
+- :mod:`.visualize`: reconstruction figures. :mod:`.slurm`: submitit submission.
+- :mod:`.export`: the encoder export format, ``export_checkpoint``.
+- :mod:`.options`: the ``dama-det pretrain`` options.
+"""

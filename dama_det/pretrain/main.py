@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,19 +86,17 @@ def build_optimizer(model: DAMAPretrainer, weight_decay: float) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.95))
 
 
-def synthetic_crops(out_dir: Path, n_per_type: int, seed: int) -> Path:
-    """Generate the synthetic crops into ``out_dir`` once (atomically, by folder rename)."""
-    if out_dir.is_dir() and any(out_dir.rglob("*.tif")):
-        return out_dir
-    try:
-        from ..data.synth import generate_crops
-    except ImportError as exc:
-        raise DamaUserError(f"no --data given and the synthetic generator is unavailable ({exc})") from None
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    generate_crops(tmp, n_per_type=n_per_type, seed=seed)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+def synthetic_crops(out_dir: Path, n_per_type: int, seed: int, progress: bool = True) -> Path:
+    """The built-in synthetic crops in ``out_dir``, generated once (reused when the
+    folder already holds ``n_per_type`` crops per cell type, e.g. on resume)."""
+    from ..data.synth import CELL_TYPES, generate_crops
+
+    if n_per_type < 1:
+        raise DamaUserError(f"--synthetic-per-type must be >= 1, got {n_per_type}")
+    existing = list(out_dir.rglob("*.tif")) if (out_dir / "labels.csv").is_file() else []
+    if len(existing) != n_per_type * len(CELL_TYPES):
+        print(f"generating {n_per_type} synthetic crops per cell type into {out_dir}", flush=True)
+        generate_crops(out_dir, n_per_type=n_per_type, seed=seed, progress=progress)
     return out_dir
 
 
@@ -164,7 +161,7 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
     model = build_model(args).to(device)
     data_root = Path(args.data) if args.data else out / "synthetic_crops"
     if not args.data and is_main:
-        synthetic_crops(data_root, args.synthetic_per_type, args.seed)
+        synthetic_crops(data_root, args.synthetic_per_type, args.seed, progress=args.progress)
     if world > 1:
         dist.barrier()
     transform = pretrain_transform(args.img_size, args.crop_scale, args.rotation, args.shift, args.flips)
@@ -215,7 +212,8 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
               f"lr {lr:.3g} (effective batch {eff_batch}), amp {amp_dtype}")
     schedule = dict(base_lr=lr, min_lr=args.min_lr, warmup_epochs=args.warmup_epochs, epochs=args.epochs)
     stats: dict[str, float] = {}
-    common = dict(args=vars(args), model_config=model.model_cfg.to_dict(),
+    saved_args = {k: v for k, v in vars(args).items() if not callable(v)}
+    common = dict(args=saved_args, model_config=model.model_cfg.to_dict(),
                   method_config=model.method_cfg.to_dict(), channel_names=dataset.channel_names)
     finished = start_epoch
     for epoch in range(start_epoch, args.epochs):

@@ -18,7 +18,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--data", metavar="DIR", default=None,
                       help="folder of N-channel TIFF crops, read recursively (*_masks.tif "
                       "skipped); default: generate synthetic crops into OUTPUT_DIR/synthetic_crops")
-    data.add_argument("--synthetic-per-type", type=int, default=40, metavar="N",
+    data.add_argument("--synthetic-per-type", type=int, default=20, metavar="N",
                       help="synthetic crops per cell type when --data is omitted")
     data.add_argument("--in-chans", type=int, default=7, help="channels per crop")
     data.add_argument("--img-size", type=int, default=128, help="model input side (pixels)")
@@ -59,11 +59,12 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     method.add_argument("--ema-momentum", type=float, default=0.999, help="teacher momentum (dama-ema)")
 
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=10)
+    opt.add_argument("--epochs", type=int, default=5, help="schedule length (paper: 500)")
     opt.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
                      help="stop after epoch E, keeping the --epochs schedule (continue with --resume)")
-    opt.add_argument("--warmup-epochs", type=float, default=2.0)
-    opt.add_argument("--batch-size", type=int, default=32, help="per process (GPU)")
+    opt.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up (paper: 40)")
+    opt.add_argument("--batch-size", type=int, default=16,
+                     help="per process (GPU); paper: 512 in total (batch x accum-iter x processes)")
     opt.add_argument("--accum-iter", type=int, default=1, help="gradient accumulation steps")
     opt.add_argument("--blr", type=float, default=1.5e-4, help="base lr: lr = blr * effective batch / 256")
     opt.add_argument("--lr", type=float, default=None, help="absolute lr (overrides --blr)")

@@ -1,0 +1,1 @@
+"""End-to-end pipelines: ``dama-det demo`` and ``dama-det compare``."""

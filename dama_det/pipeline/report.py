@@ -1,0 +1,113 @@
+"""``report.md`` of a demo run: tables of the numbers and links to every figure."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..utils.io import atomic_write_bytes
+
+AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (int, float)) and value == value and value >= 0:
+        return f"{100 * value:.1f}"
+    return "-"
+
+
+def ap_table(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Markdown rows of box/mask AP (in %) per method from ``metrics.json``."""
+    head = "| method | " + " | ".join(f"box {k}" for k in AP_KEYS[:3]) + " | " + \
+        " | ".join(f"mask {k}" for k in AP_KEYS[:3]) + " |"
+    lines = [head, "|---" * 7 + "|"]
+    for name, m in metrics.items():
+        box, segm = m.get("bbox", {}), m.get("segm", {})
+        cells = [_fmt(box.get(k)) for k in AP_KEYS[:3]] + [_fmt(segm.get(k)) for k in AP_KEYS[:3]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cell_table(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Markdown rows of the matching metrics (TP/FP/FN, F1) per method and IoU."""
+    lines = ["| method | IoU | TP | FP | FN | precision | recall | F1 |", "|---" * 8 + "|"]
+    for name, m in metrics.items():
+        for thr, c in (m.get("cell") or {}).items():
+            lines.append(f"| {name} | {thr} | {c['tp']} | {c['fp']} | {c['fn']} | "
+                         f"{c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} |")
+    return lines
+
+
+def _pretrain_losses(log_file: Path) -> list[str]:
+    if not log_file.is_file():
+        return []
+    rows = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "epoch" in r]
+    if not rows:
+        return []
+    keys = [k for k in rows[-1] if k.startswith(("loss", "train_loss")) and
+            isinstance(rows[-1][k], (int, float))]
+    lines = ["| epoch | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for r in (rows[0], rows[len(rows) // 2], rows[-1]) if len(rows) > 2 else rows:
+        lines.append(f"| {r['epoch']} | " + " | ".join(
+            f"{r.get(k, float('nan')):.4f}" for k in keys) + " |")
+    return lines
+
+
+def _images(paths: Sequence[Path], root: Path, limit: int = 12) -> list[str]:
+    return [f"![{p.stem}]({_rel(p, root)})" for p in sorted(paths)[:limit]]
+
+
+def write_demo_report(
+    out: Path, *, method: str, settings: Mapping[str, Any], stages: Sequence[Any]
+) -> Path:
+    """Write ``out/report.md`` from a finished demo folder.
+
+    Args:
+        out: the demo folder (data/, pretrain/, detector/, predictions/, eval/).
+        method: the pretraining method's name.
+        settings: the sizes used (printed as a table).
+        stages: ``StageResult`` of every stage run before the report.
+
+    Returns:
+        The report path.
+    """
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    lines = ["# dama_det demo report", "",
+             f"Synthetic 7-channel tissue -> {method} pretraining -> Mask R-CNN with the "
+             "pretrained ViT -> evaluation on the validation tiles.", "",
+             "## Box and mask AP (%, validation tiles)", "", *ap_table(metrics), "",
+             "## Cell matching metrics (Hungarian matching on mask IoU)", "",
+             *cell_table(metrics), ""]
+    figs = sorted((out / "eval" / "figures").glob("*.png"))
+    if figs:
+        lines += ["## Precision-recall curves and COCO error breakdown", "",
+                  *_images(figs, out, limit=40), ""]
+    overlays = sorted((out / "predictions").glob("*_overlay.png"))
+    if overlays:
+        lines += ["## Sample predictions (validation tiles)", "", *_images(overlays, out, 4), ""]
+    pre_figs = sorted((out / "pretrain" / "figures").glob("*.png"))
+    losses = _pretrain_losses(out / "pretrain" / "log.jsonl")
+    if pre_figs or losses:
+        lines += ["## Pretraining", ""]
+        if losses:
+            lines += ["Losses (first, middle, last epoch):", "", *losses, ""]
+        if pre_figs:
+            lines += ["Inputs, mask 1, mask 2 and both students' reconstructions (last epoch):",
+                      "", *_images(pre_figs[-1:], out), ""]
+    if (out / "data" / "preview.png").is_file():
+        lines += ["## Data", "", "![synthetic data preview](data/preview.png)", ""]
+    lines += ["## Settings", "", "| setting | value |", "|---|---|",
+              *[f"| {k} | {v} |" for k, v in settings.items()], "",
+              "## Stages", "", "| stage | time (s) |", "|---|---|",
+              *[f"| {s.name} | {'skipped' if s.skipped else f'{s.seconds:.0f}'} |"
+                for s in stages], "",
+              "Detailed numbers: `eval/metrics.json`, `eval/summary.md`; detector logs: "
+              "`detector/metrics.json` (TensorBoard: `tensorboard --logdir .`).", ""]
+    path = out / "report.md"
+    atomic_write_bytes(path, "\n".join(lines).encode("utf-8"))
+    return path

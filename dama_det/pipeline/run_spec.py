@@ -1,0 +1,147 @@
+"""The run description of ``dama-det compare`` (YAML), parsed and validated.
+
+Example (``configs/compare/synth7_cpu.yaml``)::
+
+    name: synth7-cpu
+    seeds: [0]
+    dataset:
+      type: synth                 # synth | folders (cellpose pairs) | coco
+      n_train_tiles: 6            # synth: generator sizes
+      n_val_tiles: 2
+      tile_size: 256
+      n_crops_per_type: 64
+    # folders: {type: folders, train: DIR, val: DIR, crop_size: 128, max_crops: 4000}
+    # coco:    {type: coco, train_json: F, val_json: F, pretrain_crops: DIR}
+    pretrain: {model: test, epochs: 30, batch_size: 32, args: []}
+    detection: {config: quick_schedules/mask_rcnn_dama_vit_demo_cpu.yaml, iters: 400, opts: []}
+    methods: [random, mae, dama, dama-rand, dama-ema, {name: mine, weights: enc.pth}]
+
+Relative paths are resolved against the YAML file's folder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import DamaUserError
+
+PRETRAIN_METHODS = ("mae", "dama", "dama-rand", "dama-ema")
+DATASET_TYPES = ("synth", "folders", "coco")
+
+
+@dataclass
+class MethodSpec:
+    """One compared method: random init, a pretraining method, or a given export."""
+
+    name: str
+    kind: str  # "random" | "pretrain" | "weights"
+    method: str | None = None  # pretraining method (kind "pretrain")
+    weights: Path | None = None  # encoder export (kind "weights")
+
+
+@dataclass
+class RunSpec:
+    """A parsed comparison description."""
+
+    name: str
+    source: Path
+    seeds: list[int]
+    dataset: dict[str, Any]
+    pretrain: dict[str, Any]
+    detection: dict[str, Any]
+    methods: list[MethodSpec]
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+def _fail(path: Path, key: str, msg: str) -> DamaUserError:
+    return DamaUserError(f"{path}: key '{key}': {msg}")
+
+
+def _path(base: Path, value: Any, path: Path, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise _fail(path, key, f"expected a path, got {value!r}")
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _parse_method(item: Any, base: Path, path: Path, i: int) -> MethodSpec:
+    key = f"methods[{i}]"
+    if isinstance(item, str):
+        item = {"name": item}
+    if not isinstance(item, dict) or "name" not in item:
+        raise _fail(path, key, "expected a method name or {name: ..., weights|method: ...}")
+    name = str(item["name"])
+    unknown = set(item) - {"name", "method", "weights"}
+    if unknown:
+        raise _fail(path, key, f"unknown field(s) {', '.join(sorted(unknown))}")
+    if "weights" in item:
+        return MethodSpec(name, "weights", weights=_path(base, item["weights"], path, key + ".weights"))
+    method = item.get("method", name)
+    if method == "random":
+        return MethodSpec(name, "random")
+    if method not in PRETRAIN_METHODS:
+        raise _fail(path, key, f"unknown method {method!r}; use random, "
+                    f"{', '.join(PRETRAIN_METHODS)} or give 'weights'")
+    return MethodSpec(name, "pretrain", method=method)
+
+
+def load_run_spec(path: str | Path) -> RunSpec:
+    """Read and validate a comparison description.
+
+    Raises:
+        DamaUserError: missing file, bad YAML (line named), unknown or missing keys.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise DamaUserError(f"{path}: no such run description")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise DamaUserError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise DamaUserError(f"{path}: expected a mapping at the top level")
+    allowed = {"name", "seeds", "dataset", "pretrain", "detection", "methods", "evaluation"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise DamaUserError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("dataset", "detection", "methods"):
+        if key not in raw:
+            raise DamaUserError(f"{path}: missing key '{key}'")
+    base = path.parent
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise _fail(path, "seeds", f"expected a non-empty list of integers, got {seeds!r}")
+    dataset = dict(raw["dataset"] or {})
+    dtype = dataset.get("type")
+    if dtype not in DATASET_TYPES:
+        raise _fail(path, "dataset.type", f"expected one of {', '.join(DATASET_TYPES)}, got {dtype!r}")
+    required = {"folders": ("train", "val"), "coco": ("train_json", "val_json", "pretrain_crops")}
+    for key in required.get(dtype, ()):
+        if key not in dataset:
+            raise _fail(path, f"dataset.{key}", f"required for dataset type {dtype!r}")
+        dataset[key] = _path(base, dataset[key], path, f"dataset.{key}")
+        if not dataset[key].exists():
+            raise _fail(path, f"dataset.{key}", f"{dataset[key]} does not exist")
+    methods_raw = raw["methods"]
+    if not isinstance(methods_raw, list) or not methods_raw:
+        raise _fail(path, "methods", "expected a non-empty list")
+    methods = [_parse_method(m, base, path, i) for i, m in enumerate(methods_raw)]
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise _fail(path, "methods", f"method names must be unique: {names}")
+    for m in methods:
+        if m.kind == "weights" and not m.weights.is_file():
+            raise _fail(path, f"methods.{m.name}.weights", f"{m.weights} does not exist")
+    detection = dict(raw["detection"] or {})
+    if "config" not in detection:
+        raise _fail(path, "detection.config", "required (a config path or shipped name)")
+    return RunSpec(
+        name=str(raw.get("name", path.stem)), source=path, seeds=list(seeds), dataset=dataset,
+        pretrain=dict(raw.get("pretrain") or {}), detection=detection, methods=methods,
+        evaluation=dict(raw.get("evaluation") or {}),
+    )
