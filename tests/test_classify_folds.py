@@ -51,6 +51,13 @@ def _dataset(n=30):
     return ids, labels, ["a", "b", "c"]
 
 
+def test_small_class_is_named(tmp_path):
+    with pytest.raises(DamaUserError, match="class 'glia' has only 2 image"):
+        load_or_create_folds(tmp_path / "f.json", ["a", "b", "c", "d", "e"], [0, 0, 0, 1, 1],
+                             ["neuron", "glia"], k=3)
+    assert not (tmp_path / "f.json").exists()
+
+
 def test_file_is_written_then_reused(tmp_path):
     ids, labels, names = _dataset()
     path = tmp_path / "folds.json"

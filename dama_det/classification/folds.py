@@ -87,6 +87,14 @@ def load_or_create_folds(
     if path.exists():
         folds = _read_matching(path, sample_ids, labels, list(class_names), k)
         return folds, True
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
+    small = [(class_names[c], int(n)) for c, n in enumerate(counts) if 0 < n < k]
+    if small:
+        name, n = small[0]
+        raise DamaUserError(
+            f"class {name!r} has only {n} image(s), fewer than the {k} folds requested; "
+            "use fewer --folds or add images"
+        )
     folds = stratified_kfold(labels, k, seed)
     label_names = [class_names[i] for i in labels]
     atomic_write_json(path, {

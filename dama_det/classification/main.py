@@ -27,7 +27,7 @@ from ..pretrain.export import load_encoder_export
 from ..utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, pick_device
 from ..utils.device import resolve_amp_dtype
 from .augment import build_eval_transform, build_train_transform
-from .dataset import CropDataset, CropIndex, scan_class_folders
+from .dataset import CropDataset, CropIndex, probe_tiff, scan_class_folders
 from .distributed import DistInfo, barrier, cleanup, init_distributed
 from .engine import FinetuneConfig, accuracy_percent, evaluate, finetune
 from .folds import load_or_create_folds
@@ -125,7 +125,8 @@ def prepare_synthetic_crops(out: Path, n_per_class: int, crop_size: int, seed: i
     """Generate the synthetic labelled crops into ``out/synthetic_crops`` (once).
 
     Uses :func:`dama_det.data.synth.generate_crops` (written atomically, with a
-    ``labels.csv``); a complete earlier folder is reused as it is.
+    ``labels.csv``); an earlier folder with the same number and size of crops is
+    reused as it is (generation is deterministic for a seed).
 
     Returns:
         The folder.
@@ -133,8 +134,13 @@ def prepare_synthetic_crops(out: Path, n_per_class: int, crop_size: int, seed: i
     from ..data.synth import generate_crops
 
     target = out / "synthetic_crops"
-    if (target / "labels.csv").is_file() and any(target.rglob("*.tif")):
-        return target
+    if (target / "labels.csv").is_file():
+        class_dirs = [d for d in target.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        files = [sorted(d.glob("*.tif")) for d in class_dirs]
+        if class_dirs and all(len(f) == n_per_class for f in files):
+            _, size, _ = probe_tiff(files[0][0])
+            if size == (crop_size, crop_size):
+                return target
     generate_crops(target, n_per_type=n_per_class, crop_size=crop_size, seed=seed,
                    progress=progress)
     return target

@@ -31,7 +31,7 @@ class DemoSize:
     val_tiles: int = 2
     tile_size: int = 256
     crops_per_type: int = 64
-    pretrain_model: str = "test"
+    pretrain_model: str = "mini"
     pretrain_epochs: int = 30
     pretrain_batch: int = 32
     det_config: str = "quick_schedules/mask_rcnn_dama_vit_demo_cpu.yaml"
@@ -44,7 +44,7 @@ PRESETS: dict[str, DemoSize] = {
     "cpu": DemoSize(),
     # The smallest end-to-end run (tests): seconds per stage, numbers near zero.
     "smoke": DemoSize(train_tiles=2, val_tiles=1, tile_size=128, crops_per_type=8,
-                      pretrain_epochs=2, pretrain_batch=16,
+                      pretrain_model="test", pretrain_epochs=2, pretrain_batch=16,
                       det_config="quick_schedules/mask_rcnn_dama_vit_instant_test.yaml",
                       det_iters=6),
     # ViT-tiny, the paper's pretraining recipe shortened; for a GPU.
