@@ -14,9 +14,10 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["dama_det", "dama_det.*"]),
-    include_package_data=True,
-    package_data={"dama_det": ["configs/**/*.yaml", "configs/*.yaml"]},
+    # The repository's configs/ is installed as dama_det/configs (found by name there).
+    packages=find_packages(include=["dama_det", "dama_det.*"]) + ["dama_det.configs"],
+    package_dir={"dama_det.configs": "configs"},
+    package_data={"dama_det.configs": ["*.yaml", "*/*.yaml"]},
     install_requires=[
         # torch/torchvision are installed first by the Makefile (TORCH=...), so that a
         # GPU user can pick the CUDA build; any recent release works.

@@ -215,17 +215,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['median_s'] * 1e3:.1f} | "
             f"{r['images_per_s']:.1f} | {r['gflop_per_step']:.1f} | {r['gflops']:.1f} | "
             f"{100 * r['gflops'] / ceilings[r['dtype']]:.0f}% | {r['peak_rss_mb']:.0f} (+{r['train_rss_mb']:.0f}) |")
-    lines += ["", "| model | dtype | DAMA / MAE step time, best (target <= 2.1) | bf16 speed-up (MAE, DAMA) |", "|---|---|---|---|"]
+    lines += ["", "| model | dtype | DAMA / MAE step time, best (target <= 2.1) | same, median | "
+              "DAMA / MAE FLOPs | bf16 speed-up (MAE, DAMA) |", "|---|---|---|---|---|---|"]
     by = {(r["size"], r["dtype"], r["method"]): r for r in rows}
     for size in args.sizes:
         for dtype in args.dtypes:
-            ratio = by[(size, dtype, "dama")]["step_s"] / by[(size, dtype, "mae")]["step_s"]
+            dama, mae = by[(size, dtype, "dama")], by[(size, dtype, "mae")]
+            ratio = dama["step_s"] / mae["step_s"]
+            median = dama["median_s"] / mae["median_s"]
+            flops = dama["gflop_per_step"] / mae["gflop_per_step"]
             speed = ""
             if dtype == "bf16" and "fp32" in args.dtypes:
                 speed = ", ".join(f"{by[(size, 'fp32', m)]['step_s'] / by[(size, 'bf16', m)]['step_s']:.2f}x"
                                   for m in ("mae", "dama"))
-            lines.append(f"| {size} | {dtype} | {ratio:.2f} | {speed} |")
-            print(f"{size} {dtype}: DAMA / MAE step time = {ratio:.2f}" + (f"; bf16 speed-up {speed}" if speed else ""))
+            lines.append(f"| {size} | {dtype} | {ratio:.2f} | {median:.2f} | {flops:.2f} | {speed} |")
+            print(f"{size} {dtype}: DAMA / MAE step time = {ratio:.2f} (median {median:.2f}, FLOPs {flops:.2f})"
+                  + (f"; bf16 speed-up {speed}" if speed else ""))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")

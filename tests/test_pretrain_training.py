@@ -158,3 +158,25 @@ def test_two_process_gloo_ddp_run(tmp_path):
     assert [r["images"] for r in lines] == [8.0, 8.0]  # 2 processes x 2 batches x 2 images
     assert proc.stdout.count("epoch 1/2") == 1  # only rank 0 logs
     assert load_encoder_export(out / "encoder.pth")["in_chans"] == 7
+
+
+def test_cosine_schedule_with_per_iteration_warmup():
+    from dama_det.pretrain.engine import cosine_lr
+
+    kw = dict(base_lr=1e-3, min_lr=1e-5, warmup_epochs=2, epochs=10)
+    assert cosine_lr(0.0, **kw) == 0.0
+    assert cosine_lr(0.5, **kw) == pytest.approx(2.5e-4)  # linear inside the first epoch too
+    assert cosine_lr(2.0, **kw) == pytest.approx(1e-3)
+    assert cosine_lr(6.0, **kw) == pytest.approx(1e-5 + (1e-3 - 1e-5) / 2)  # half-way down the cosine
+    assert cosine_lr(10.0, **kw) == pytest.approx(1e-5)
+    values = [cosine_lr(e / 10, **kw) for e in range(20, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_lr_scales_with_effective_batch(tmp_path, capsys):
+    data = write_crops(tmp_path / "crops", 4)
+    args = small_args(data, tmp_path / "o", "--epochs", "1", "--method", "mae")
+    i = args.index("--lr")
+    del args[i:i + 2]
+    run_pretraining(parse_pretrain_args(args + ["--blr", "0.256", "--accum-iter", "2"]))
+    assert "lr 0.004 (effective batch 4)" in capsys.readouterr().out  # 0.256 * 2 * 2 / 256

@@ -9,6 +9,7 @@ GradScaler), optional bf16 autocast on CPU, DDP when launched by torchrun.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -148,9 +149,16 @@ def finetune(
     iters_per_epoch = len(loader)
     total = cfg.epochs * iters_per_epoch
     warmup = min(int(round(cfg.warmup_epochs * iters_per_epoch)), max(total - 1, 0))
-    scheduler = CosineLRScheduler(optimizer, t_initial=max(total - warmup, 1), lr_min=cfg.min_lr,
-                                  warmup_t=warmup, warmup_lr_init=0.0, warmup_prefix=True,
-                                  t_in_epochs=False)
+    # timm warns when the cosine part is a single step (runs no longer than warm-up).
+    cosine_logger = logging.getLogger("timm.scheduler.cosine_lr")
+    level = cosine_logger.level
+    cosine_logger.setLevel(logging.ERROR)
+    try:
+        scheduler = CosineLRScheduler(optimizer, t_initial=max(total - warmup, 1),
+                                      lr_min=cfg.min_lr, warmup_t=warmup, warmup_lr_init=0.0,
+                                      warmup_prefix=True, t_in_epochs=False)
+    finally:
+        cosine_logger.setLevel(level)
     mixup_fn = None
     if cfg.mixup_active:
         mixup_fn = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,

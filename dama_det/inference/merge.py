@@ -249,17 +249,19 @@ def paint_labels(
         x0, y0, x1, y1 = dets[i].box
         labels[y0:y1, x0:x1][dets[i].mask] = i + 1
     visible: list[Detection] = []
-    lut = np.zeros(len(dets) + 1, dtype=dtype)
     for i, d in enumerate(dets):
         x0, y0, x1, y1 = d.box
-        own = labels[y0:y1, x0:x1] == i + 1
+        region = labels[y0:y1, x0:x1]
+        own = region == i + 1
         rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
         if rows.size == 0:
-            continue
+            continue  # hidden by higher-scoring instances
+        new_label = len(visible) + 1
+        if new_label != i + 1:
+            # renumber inside the crop only; every label < i + 1 is already final, so
+            # no pixel still holds the value new_label
+            region[own] = new_label
         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
         visible.append(Detection((x0 + c0, y0 + r0, x0 + c1, y0 + r1),
                                  own[r0:r1, c0:c1].copy(), d.score))
-        lut[i + 1] = len(visible)
-    if len(visible) != len(dets):
-        labels = lut[labels]
     return labels, visible

@@ -142,38 +142,37 @@ def instances_to_detections(
     y0 = boxes[:, 1].floor().clamp(0, height)
     x1 = boxes[:, 2].ceil().clamp(0, width)
     y1 = boxes[:, 3].ceil().clamp(0, height)
-    ws, hs = (x1 - x0).long(), (y1 - y0).long()
+    ws, hs = (x1 - x0).long().tolist(), (y1 - y0).long().tolist()
     shifted = boxes - torch.stack([x0, y0, x0, y0], dim=1)  # box relative to its crop
-    order = torch.argsort(ws * hs).tolist()
+    x0s, y0s, score_list = x0.long().tolist(), y0.long().tolist(), scores.float().tolist()
+    order = sorted(range(len(ws)), key=lambda i: ws[i] * hs[i])
     out: list[Detection] = []
     start = 0
     while start < len(order):
-        # grow the chunk while the padded paste area stays within budget
-        end = start + 1
+        # grow the chunk while the padded (hmax, wmax) paste canvas stays within budget
+        hmax, wmax, end = hs[order[start]], ws[order[start]], start + 1
         while end < len(order):
-            hmax = int(hs[order[start:end + 1]].max())
-            wmax = int(ws[order[start:end + 1]].max())
-            if (end + 1 - start) * hmax * wmax > PASTE_CHUNK_PIXELS:
+            h2, w2 = max(hmax, hs[order[end]]), max(wmax, ws[order[end]])
+            if (end + 1 - start) * h2 * w2 > PASTE_CHUNK_PIXELS:
                 break
-            end += 1
+            hmax, wmax, end = h2, w2, end + 1
         idx = order[start:end]
-        hmax, wmax = int(hs[idx].max()), int(ws[idx].max())
-        if hmax > 0 and wmax > 0:
-            # Detectron2's paste (the exact per-pixel sampling of paste_masks_in_image),
-            # for the whole chunk at once into a (hmax, wmax) canvas per instance
-            probs, _ = _do_paste_mask(mask_probs[idx][:, None], shifted[idx], hmax, wmax,
-                                      skip_empty=False)
-            pasted = (probs >= mask_threshold).cpu().numpy()
-            for k, i in enumerate(idx):
-                crop = pasted[k, : int(hs[i]), : int(ws[i])]
-                rows, cols = np.flatnonzero(crop.any(1)), np.flatnonzero(crop.any(0))
-                if rows.size == 0:
-                    continue
-                r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-                bx, by = int(x0[i]), int(y0[i])
-                out.append(Detection((bx + c0, by + r0, bx + c1, by + r1),
-                                     np.ascontiguousarray(crop[r0:r1, c0:c1]), float(scores[i])))
         start = end
+        if hmax == 0 or wmax == 0:
+            continue
+        # Detectron2's paste (the exact per-pixel sampling of paste_masks_in_image), for
+        # the whole chunk at once into a (hmax, wmax) canvas per instance
+        probs, _ = _do_paste_mask(mask_probs[idx][:, None], shifted[idx], hmax, wmax,
+                                  skip_empty=False)
+        pasted = (probs >= mask_threshold).cpu().numpy()
+        for k, i in enumerate(idx):
+            crop = pasted[k, : hs[i], : ws[i]]
+            rows, cols = np.flatnonzero(crop.any(1)), np.flatnonzero(crop.any(0))
+            if rows.size == 0:
+                continue
+            r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+            out.append(Detection((x0s[i] + c0, y0s[i] + r0, x0s[i] + c1, y0s[i] + r1),
+                                 np.ascontiguousarray(crop[r0:r1, c0:c1]), score_list[i]))
     return out
 
 
