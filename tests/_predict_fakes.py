@@ -1,6 +1,8 @@
-"""Test stand-ins for the predict tests: a thresholding + connected-components "model"
-and synthetic images of convex blobs, with exact expected label images."""
+"""Test stand-ins for the predict tests: a thresholding + connected-components "model",
+synthetic images of convex blobs with exact expected label images, the tiny config."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -78,3 +80,18 @@ def blob_image(size: int = 512, n_small: int = 60, big: list | None = None,
         labels[m] = k
         image[0][m] = rng.uniform(0.6, 1.0)
     return image, canonical(labels)
+
+
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quick_schedules" / \
+    "mask_rcnn_dama_vit_instant_test.yaml"
+
+
+def tiny_cfg(channels: int = 7):
+    """The instant-test config (ViT 64 wide, 2 blocks) for ``channels`` input channels."""
+    from dama_det import get_dama_cfg
+
+    cfg = get_dama_cfg()
+    cfg.merge_from_file(str(TINY_CONFIG))
+    cfg.MODEL.PIXEL_MEAN = [0.0] * channels
+    cfg.MODEL.PIXEL_STD = [1.0] * channels
+    return cfg

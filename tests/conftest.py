@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,3 +29,27 @@ def _seed_everything():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _drop_stale_log_handlers():
+    """detectron2's ``setup_logger`` caches handlers bound to the ``sys.stdout`` of the
+    test that first called it (pytest's capture stream, closed afterwards); remove them
+    so later tests' logging does not write to a closed stream."""
+    yield
+    import logging
+
+    for logger in [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]:
+        for h in list(logger.handlers):
+            stream = getattr(h, "stream", None)
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
+                    and stream is not None and stream not in (sys.__stdout__, sys.__stderr__):
+                logger.removeHandler(h)
+    try:
+        from detectron2.utils.logger import setup_logger
+
+        setup_logger.cache_clear()
+    except ImportError:
+        pass

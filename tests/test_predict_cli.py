@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import json
+import re
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from _predict_fakes import tiny_cfg
 from dama_det.cli import main
 from dama_det.data.coco_labels import annotations_to_label_image, folder_to_coco
 from dama_det.data.tiff_io import read_label_image, write_label_image, write_ome_tiff
 from dama_det.inference.predictor import MaskRCNNTilePredictor
-from test_predict_model import tiny_cfg
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +64,6 @@ def test_predict_folder_writes_all_outputs(trained_dir, image_folder, tmp_path, 
         assert len(anns) == img["num_instances"] == labels.max()
         assert all(a["score"] >= 0.3 and a["category_id"] == 1 for a in anns)
         assert np.array_equal(annotations_to_label_image(anns, *labels.shape), labels)
-        import cv2
-
         png = cv2.imread(str(out / f"{img['masks_file'][:-10]}_overlay.png"))
         assert png.shape == (img["height"], img["width"], 3)
     # the evaluation reads the predictions json against that ground truth
@@ -94,8 +94,6 @@ def test_predict_errors_are_one_line(trained_dir, image_folder, tmp_path, capsys
         rc = main(["predict", *argv, "--out", str(tmp_path / "o"), "--device", "cpu",
                    "--quiet"])
         assert rc == 2
-        import re
-
         assert re.search(pattern, _error_line(capsys)), pattern
     assert not (tmp_path / "o" / "predictions.json").exists()
 

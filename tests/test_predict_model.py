@@ -6,25 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from _predict_fakes import blob_image
-from dama_det import get_dama_cfg
+from _predict_fakes import blob_image, tiny_cfg
 from dama_det.errors import DamaUserError
 from dama_det.inference.merge import paint_labels
 from dama_det.inference.outputs import detections_to_coco_results
 from dama_det.inference.predictor import MaskRCNNTilePredictor, instances_to_detections
 from dama_det.inference.tiling import predict_image_tiled
-
-TINY = "configs/quick_schedules/mask_rcnn_dama_vit_instant_test.yaml"
-
-
-def tiny_cfg(channels: int = 7):
-    from pathlib import Path
-
-    cfg = get_dama_cfg()
-    cfg.merge_from_file(str(Path(__file__).resolve().parents[1] / TINY))
-    cfg.MODEL.PIXEL_MEAN = [0.0] * channels
-    cfg.MODEL.PIXEL_STD = [1.0] * channels
-    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +32,7 @@ def test_checkpoint_loads_into_identical_model(checkpoint):
     tile = np.random.default_rng(0).random((7, 128, 128), dtype=np.float32)
     a, b = original(tile), loaded(tile)
     assert len(a) == len(b) > 0
+    assert [d.score for d in a] == [d.score for d in b]
     assert [d.box for d in a] == [d.box for d in b]
     assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a, b))
     assert not loaded.model.training
@@ -80,7 +68,6 @@ def test_mask_paste_into_crops_matches_detectron2_full_paste():
         assert np.array_equal(got, m)
 
 
-@pytest.mark.slow
 def test_tiled_prediction_with_tiny_model(checkpoint):
     """512 x 512 x 7 (4x the 128-px training size) by 2 x 2 320-px windows, batch 2."""
     _, pred = checkpoint

@@ -11,7 +11,6 @@ import tifffile
 import torch
 
 from dama_det.cli import main
-from dama_det.data.tiff_io import write_ome_tiff
 from dama_det.pretrain.export import load_encoder_export
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -30,7 +30,7 @@ from .augment import pretrain_transform, resize_transform
 from .checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .dama import DAMAPretrainer, MethodConfig
 from .dataset import CropFolderDataset
-from .engine import train_one_epoch, unwrap
+from .engine import train_one_epoch
 from .export import export_pretrainer
 from .models_mae import mae_config
 from .visualize import save_reconstruction_figure

@@ -44,6 +44,8 @@ class MAEConfig:
 #: encoder width/depth/heads and decoder width/depth/heads per size name.
 MODEL_SIZES: dict[str, dict[str, int]] = {
     "test": dict(embed_dim=64, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2),
+    # CPU demo size (dama-det demo / compare on CPU; quick_schedules/*demo_cpu* configs).
+    "mini": dict(embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
     "tiny": dict(embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
     "small": dict(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
     "base": dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
@@ -51,7 +53,7 @@ MODEL_SIZES: dict[str, dict[str, int]] = {
 
 
 def mae_config(size: str = "tiny", **overrides) -> MAEConfig:
-    """Config of a named size (``test``/``tiny``/``small``/``base``) with overrides.
+    """Config of a named size (``test``/``mini``/``tiny``/``small``/``base``) with overrides.
 
     Raises:
         DamaUserError: unknown size or image size not divisible by the patch size.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-MODEL_SIZES = ("test", "tiny", "small", "base")
+MODEL_SIZES = ("test", "mini", "tiny", "small", "base")
 METHODS = ("dama", "dama-ema", "dama-rand", "mae")
 
 
@@ -33,7 +33,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="tiny", choices=MODEL_SIZES,
-                       help="ViT size: test 64/2/2, tiny 192/12/3, small 384/12/6, base 768/12/12")
+                       help="ViT size: test 64/2/2, mini 128/4/4 (CPU demo), tiny 192/12/3, small 384/12/6, base 768/12/12")
     model.add_argument("--patch-size", type=int, default=16)
     model.add_argument("--decoder-embed-dim", type=int, default=None, help="override the decoder width")
     model.add_argument("--decoder-depth", type=int, default=None, help="override the decoder depth")
