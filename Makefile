@@ -36,7 +36,8 @@ demo: $(STAMP)
 	$(VENV)/bin/dama-det demo --out $(DEMO_OUT)
 
 benchmarks: $(STAMP)
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in benchmarks/*_speed.py; do $(PY) $$b || exit 1; done
+	$(PY) benchmarks/collect_results.py
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info

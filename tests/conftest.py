@@ -1,4 +1,4 @@
-"""Shared test fixtures: the shared data folder and deterministic, small CPU runs."""
+"""Shared test fixtures: the shared data folder and deterministic, single-thread CPU runs."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,9 @@ import torch
 SHARED = Path(os.environ.get("DAMA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DSB2018 = SHARED / "data" / "dsb2018"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tiny test models are overhead-bound: one thread is as fast as two on a quiet machine,
+# several times faster on a busy one, and leaves a core to DDP tests' second process.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

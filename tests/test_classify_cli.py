@@ -25,14 +25,6 @@ TINY = ["--folds", "3", "--epochs", "30", "--warmup-epochs", "1", "--batch-size"
 SYNTH = ["--synth-per-class", "12", "--synth-crop-size", "64"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest (and steadiest on a shared CPU) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):

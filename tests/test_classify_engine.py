@@ -16,14 +16,6 @@ ARCH = ViTArch(patch_size=16, embed_dim=64, depth=2, num_heads=2)
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest (and steadiest on a shared CPU) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def separable_tensors(n_per_class=8, classes=4, chans=5, size=32):
     """Class c lights channel c (plus noise): a linearly separable problem."""

@@ -316,3 +316,68 @@ def test_paint_segmentations_reports_full_areas_under_overlap():
     assert (labels == 5).sum() < 20  # b, painted later, hides part of a
     with pytest.raises(ValueError, match="differs from the image size"):
         paint_segmentations(segs, 7, 9)
+
+
+def _dense_label_image(seed: int, shape: tuple[int, int], n_cells: int,
+                       sparse_ids: bool) -> np.ndarray:
+    """Voronoi cells filling the whole image (every border touched), a few holes, and
+    full-height stripes, whose runs continue from one image column into the next."""
+    labels = random_label_image(seed, shape=shape, n_cells=n_cells, sparse_ids=sparse_ids)
+    rng = np.random.default_rng(seed + 100)
+    h, w = shape
+    top = random_label_image(seed + 1, shape=shape, n_cells=n_cells, sparse_ids=False)
+    labels[: h // 8] = top[: h // 8] + int(labels.max())  # refill the band: the top row too
+    for k in range(3):
+        x = int(rng.integers(0, w - 3))
+        labels[:, x:x + int(rng.integers(1, 4))] = int(labels.max()) + 1 + k
+    labels[0, 0] = labels[-1, -1] = int(labels.max()) + 1  # first and last pixels: one cell
+    return labels
+
+
+@pytest.mark.parametrize(
+    "seed, shape, sparse_ids",
+    [(0, (96, 128), False), (1, (97, 61), True), (2, (40, 300), True), (3, (128, 128), False)],
+)
+def test_rle_strings_are_byte_identical_to_pycocotools_full_masks(seed, shape, sparse_ids):
+    labels = _dense_label_image(seed, shape, 160, sparse_ids)
+    ids = np.unique(labels)[1:]
+    assert len(ids) > 100
+    h, w = shape
+    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        assert (side > 0).any()  # instances touch every border
+    anns = label_image_to_annotations(labels, 1)
+    assert [a["label"] for a in anns] == ids.tolist()
+    for ann in anns:
+        full = np.asfortranarray(labels == ann["label"], dtype=np.uint8)
+        expected = mask_util.encode(full)
+        assert ann["segmentation"]["counts"] == expected["counts"].decode("ascii")
+        assert ann["segmentation"]["size"] == [h, w] == list(expected["size"])
+        assert ann["area"] == int(full.sum())
+    np.testing.assert_array_equal(annotations_to_label_image(anns, h, w), labels)
+
+
+def test_encode_crop_rle_equals_full_image_encoding():
+    from dama_det.data.rle import encode_crop_rle
+
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(1, 24, 2))
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        x1, y1 = int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1))
+        if rng.random() < 0.3:  # full-height crops: runs join across image columns
+            y0, y1 = 0, h
+        crop = rng.random((y1 - y0, x1 - x0)) < rng.choice([0.0, 0.3, 0.8, 1.0])
+        full = np.zeros((h, w), np.uint8, order="F")
+        full[y0:y1, x0:x1] = crop
+        expected = mask_util.encode(full)["counts"].decode("ascii")
+        assert encode_crop_rle(crop, x0, y0, h, w) == {"size": [h, w], "counts": expected}
+        # any nonzero value is an instance pixel
+        assert encode_crop_rle(crop.astype(np.uint8) * 7, x0, y0, h, w)["counts"] == expected
+    assert encode_crop_rle(np.zeros((0, 3), bool), 1, 2, 5, 6)["counts"] == \
+        mask_util.encode(np.zeros((5, 6), np.uint8, order="F"))["counts"].decode("ascii")
+    with pytest.raises(ValueError, match="outside the 5x6 image"):
+        encode_crop_rle(np.ones((2, 3), bool), 4, 0, 5, 6)
+    with pytest.raises(ValueError, match="outside"):
+        encode_crop_rle(np.ones((2, 3), bool), 0, -1, 5, 6)
+    with pytest.raises(ValueError, match="must be 2-D"):
+        encode_crop_rle(np.ones(3, bool), 0, 0, 5, 6)

@@ -11,9 +11,11 @@ from dama_det.data.normalize import (
     scale_intensities,
 )
 from dama_det.data.tiff_io import (
+    TiffHeader,
     read_image,
     read_label_image,
     read_tiff,
+    read_tiff_header,
     write_label_image,
     write_ome_tiff,
 )
@@ -214,3 +216,98 @@ def test_three_and_four_channel_plain_tiffs(tmp_path):
 def test_ome_without_names_gets_default_names(tmp_path):
     write_ome_tiff(tmp_path / "n.ome.tif", np.zeros((3, 5, 6), np.uint8))
     assert read_tiff(tmp_path / "n.ome.tif").channel_names == ["ch0", "ch1", "ch2"]
+
+
+def _write_layouts(folder) -> dict[str, tuple[int, int, int]]:
+    """TIFFs of every layout read_tiff accepts, with the (C, H, W) each must give."""
+    chw = _random_image(np.uint16, (7, 20, 36), seed=5)
+    tifffile.imwrite(folder / "cyx.tif", chw)
+    tifffile.imwrite(folder / "yxc.tif", np.moveaxis(chw, 0, -1))
+    tifffile.imwrite(folder / "grey.tif", chw[0])
+    write_ome_tiff(folder / "ome.ome.tif", chw, NAMES7)
+    write_ome_tiff(folder / "ome1.ome.tif", chw[0])
+    tifffile.imwrite(folder / "yxs.ome.tif", np.moveaxis(chw, 0, -1), ome=True,
+                     photometric="minisblack", planarconfig="contig", metadata={"axes": "YXS"})
+    tifffile.imwrite(folder / "ij.tif", chw, imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(folder / "tczyx.ome.tif", chw[None, :, None], ome=True,
+                     metadata={"axes": "TCZYX"})
+    # ambiguous without axes: 3 x 5 x 6 is CYX (3 < 5), 6 x 5 x 3 is YXC
+    tifffile.imwrite(folder / "small_cyx.tif", np.zeros((3, 5, 6), np.float32),
+                     photometric="minisblack")
+    tifffile.imwrite(folder / "small_yxc.tif", np.zeros((6, 5, 3), np.uint8),
+                     photometric="minisblack", planarconfig="contig")
+    # OME says CYX although the channel axis is not the smallest one: axes win
+    write_ome_tiff(folder / "wide_c.ome.tif", np.zeros((9, 4, 30), np.uint8))
+    tifffile.imwrite(folder / "bool.tif", np.ones((12, 10), bool))
+    return {"cyx.tif": (7, 20, 36), "yxc.tif": (7, 20, 36), "grey.tif": (1, 20, 36),
+            "ome.ome.tif": (7, 20, 36), "ome1.ome.tif": (1, 20, 36),
+            "yxs.ome.tif": (7, 20, 36), "ij.tif": (7, 20, 36), "tczyx.ome.tif": (7, 20, 36),
+            "small_cyx.tif": (3, 5, 6), "small_yxc.tif": (3, 6, 5),
+            "wide_c.ome.tif": (9, 4, 30), "bool.tif": (1, 12, 10)}
+
+
+def test_read_tiff_header_matches_read_tiff_on_every_layout(tmp_path):
+    expected = _write_layouts(tmp_path)
+    for name, shape in expected.items():
+        header = read_tiff_header(tmp_path / name)
+        full = read_tiff(tmp_path / name)
+        assert isinstance(header, TiffHeader)
+        assert header.shape == (header.channels, header.height, header.width) == shape, name
+        assert full.image.shape == shape, name
+        assert header.dtype == full.dtype and header.axes == full.axes, name
+    assert read_tiff_header(tmp_path / "ome.ome.tif").dtype == np.uint16
+    assert read_tiff_header(tmp_path / "tczyx.ome.tif").axes == "CYX"  # T, Z squeezed
+    assert read_tiff_header(tmp_path / "bool.tif").dtype == bool
+
+
+@pytest.mark.filterwarnings("ignore:.*zero-size array:UserWarning")
+def test_read_tiff_header_errors_name_the_file(tmp_path):
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00" + b"\x07" * 100)
+    msg = _error(read_tiff_header, corrupt)
+    assert str(corrupt) in msg and "cannot read as TIFF" in msg
+    not_tiff = tmp_path / "photo.tif"
+    not_tiff.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 50)
+    assert "photo.tif: cannot read as TIFF" in _error(read_tiff_header, not_tiff)
+    assert "no such file" in _error(read_tiff_header, tmp_path / "missing.tif")
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 8), np.uint8))
+    msg = _error(read_tiff_header, tmp_path / "empty.tif")
+    assert "empty.tif" in msg and "empty" in msg
+    tifffile.imwrite(tmp_path / "complex.tif", np.zeros((4, 4), np.complex64))
+    msg = _error(read_tiff_header, tmp_path / "complex.tif")
+    assert "complex.tif: unsupported pixel type complex64" in msg
+    assert msg == _error(read_tiff, tmp_path / "complex.tif")
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 4, 8, 8), np.uint8),
+                     photometric="minisblack")
+    msg = _error(read_tiff_header, tmp_path / "stack.tif")
+    assert "stack.tif: expected a 2-D or 3-D image" in msg
+    assert msg == _error(read_tiff, tmp_path / "stack.tif")
+
+
+def test_header_probes_of_the_datasets_agree_with_read_tiff(tmp_path):
+    from dama_det.classification.dataset import probe_tiff
+    from dama_det.data.crops import peek_image
+    from dama_det.pretrain.dataset import inspect_crop
+
+    for name, (c, h, w) in _write_layouts(tmp_path).items():
+        dtype = read_tiff(tmp_path / name).dtype
+        assert probe_tiff(tmp_path / name) == (c, (h, w), dtype), name
+        assert peek_image(tmp_path / name) == (c, h, w, dtype), name
+        assert inspect_crop(tmp_path / name) == (c, dtype), name
+
+
+def test_unsqueezed_axes_follow_the_kept_dimensions(tmp_path):
+    """tifffile squeezes series itself; the layout rules also accept unsqueezed arrays."""
+    from dama_det.data.tiff_io import _chw_layout, _to_chw
+
+    chw = _random_image(np.uint8, (3, 5, 6), seed=6)
+    # T=1, Z=1 dropped; the named C axis (3, not the smallest after the drop) is kept
+    tczyx = chw[None, :, None]
+    assert _chw_layout(tczyx.shape, "TCZYX", tmp_path) == ((3, 5, 6), 0)
+    np.testing.assert_array_equal(_to_chw(tczyx, "TCZYX", tmp_path), chw)
+    yxc = np.moveaxis(chw, 0, -1)[None, None]
+    assert _chw_layout(yxc.shape, "TZYXC", tmp_path) == ((5, 6, 3), 2)
+    np.testing.assert_array_equal(_to_chw(yxc, None, tmp_path), chw)  # smallest axis
+    assert _chw_layout((1, 1, 1, 4), "TZYX", tmp_path) == ((1, 4), None)
+    with pytest.raises(DamaUserError, match=r"2-D or 3-D image, got shape \(2, 3, 5, 6\)"):
+        _chw_layout((2, 3, 5, 6), "ZCYX", tmp_path)

@@ -17,13 +17,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_pretrain_training import small_args, write_crops  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
 
 from dama_det.pretrain.export import load_encoder_export
 from dama_det.pretrain.options import parse_pretrain_args
@@ -18,8 +17,6 @@ def test_submitit_job_runs_and_requeues_with_resume(tmp_path, monkeypatch):
     # the job exports the torch.distributed variables; undo that after the test
     for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(key, raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     data = write_crops(tmp_path / "crops", 4)
     args = parse_pretrain_args(small_args(data, tmp_path / "out", "--epochs", "1", "--slurm",
                                           "--nodes", "1", "--ngpus", "1"))
@@ -30,4 +27,3 @@ def test_submitit_job_runs_and_requeues_with_resume(tmp_path, monkeypatch):
     # pre-emption: submitit calls checkpoint(), which requeues with --resume auto
     delayed = PretrainJob(args).checkpoint()
     assert delayed.function.args.resume == "auto"
-    torch.set_num_threads(threads)

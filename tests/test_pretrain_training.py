@@ -23,14 +23,6 @@ from dama_det.pretrain.options import parse_pretrain_args
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def blob_images(n: int, channels: int = 7, size: int = 32, seed: int = 0) -> np.ndarray:
     """Cell-like images: one Gaussian blob per channel, in [0, 1], ``(n, C, S, S)``."""

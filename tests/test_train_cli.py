@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from dama_det.cli import main as cli_main
@@ -22,13 +21,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD", "0", "SOLVER.STEPS", "(1,)"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_export(path: Path, embed_dim: int = 64) -> Path:

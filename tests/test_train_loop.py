@@ -16,14 +16,6 @@ from test_train_fixtures import make_disk_coco
 # Detectron2's COCO evaluator trips a numpy-2 deprecation once per predicted mask.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine run several times faster on 1 thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def disks(tmp_path_factory) -> dict[str, Path]:

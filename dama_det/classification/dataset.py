@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import tifffile
 import torch
 from torch.utils.data import Dataset
 
 from ..data.normalize import SCALING_MODES, scale_intensities
-from ..data.tiff_io import _to_chw, read_image, read_tiff
+from ..data.tiff_io import read_image, read_tiff, read_tiff_header
 from ..errors import DamaUserError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -77,18 +76,15 @@ def _is_tiff(path: Path) -> bool:
 def probe_tiff(path: Path) -> tuple[int, tuple[int, int], np.dtype]:
     """Channel count, ``(H, W)`` and pixel type of a TIFF, from its header only.
 
-    The axis interpretation is the one of :func:`dama_det.data.tiff_io.read_image`.
+    The axis interpretation is the one of :func:`dama_det.data.tiff_io.read_image`
+    (:func:`dama_det.data.tiff_io.read_tiff_header`).
+
+    Raises:
+        DamaUserError: unreadable/corrupt file, empty image, unsupported pixel type or
+            layout.
     """
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape, axes, dtype = tuple(series.shape), series.axes, np.dtype(series.dtype)
-    except Exception as exc:  # tifffile raises several types for corrupt files
-        raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
-    if int(np.prod(shape)) == 0:
-        raise DamaUserError(f"{path}: image is empty (shape {shape})")
-    chw = _to_chw(np.broadcast_to(np.zeros((), dtype), shape), axes, path)
-    return int(chw.shape[0]), (int(chw.shape[1]), int(chw.shape[2])), dtype
+    header = read_tiff_header(path)
+    return header.channels, (header.height, header.width), header.dtype
 
 
 def scan_class_folders(root: str | os.PathLike, expected_channels: int | None = None) -> CropIndex:
@@ -130,10 +126,7 @@ def scan_class_folders(root: str | os.PathLike, expected_channels: int | None = 
     first_chans = None
     sizes = []
     for p in paths:
-        chans, size, dtype = probe_tiff(p)
-        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
-                or dtype == bool):
-            raise DamaUserError(f"{p}: unsupported pixel type {dtype}")
+        chans, size, _ = probe_tiff(p)  # also rejects unsupported pixel types
         want = expected_channels if expected_channels is not None else first_chans
         if want is not None and chans != want:
             ref = (f"expected {expected_channels}" if expected_channels is not None

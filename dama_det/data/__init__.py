@@ -12,6 +12,7 @@ from typing import Any
 
 _LAZY = {
     "annotations_to_label_image": "coco_labels",
+    "encode_crop_rle": "rle",
     "paint_segmentations": "rle",
     "segmentation_runs": "rle",
     "coco_to_folder": "coco_labels",
@@ -21,10 +22,12 @@ _LAZY = {
     "percentile_normalize": "normalize",
     "scale_by_dtype": "normalize",
     "scale_intensities": "normalize",
+    "TiffHeader": "tiff_io",
     "TiffImage": "tiff_io",
     "read_image": "tiff_io",
     "read_label_image": "tiff_io",
     "read_tiff": "tiff_io",
+    "read_tiff_header": "tiff_io",
     "write_label_image": "tiff_io",
     "write_ome_tiff": "tiff_io",
     "register_nchannel_coco": "register",

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-import pycocotools.mask as mask_util
 from scipy import ndimage
 from tqdm import tqdm
 
 from ..errors import DamaUserError
-from .rle import paint_segmentations
+from .rle import encode_crop_rle, paint_segmentations
 from .tiff_io import read_label_image, read_tiff, write_label_image
 
 CELL_CATEGORY = {"id": 1, "name": "cell", "supercategory": "cell"}
@@ -105,17 +104,13 @@ def label_image_to_annotations(
                 raise ValueError(
                     f"{len(score_list)} scores for {len(ids)} instances in the label image"
                 )
-    # One Fortran-ordered buffer, filled only inside each instance's box.
-    buffer = np.zeros((height, width), dtype=np.uint8, order="F")
+    # Each instance is encoded from its bounding-box crop: O(crop), not O(H * W).
     annotations: list[dict[str, Any]] = []
     for k, (label, sl) in enumerate(zip(ids, slices)):
         key = k + 1 if compact is not labels else int(label)
         region = compact[sl] == key
-        buffer[sl] = region
-        rle = mask_util.encode(buffer)
-        buffer[sl] = 0
-        rle["counts"] = rle["counts"].decode("ascii")
         y0, x0 = sl[0].start, sl[1].start
+        rle = encode_crop_rle(region, x0, y0, height, width)
         ann: dict[str, Any] = {
             "image_id": int(image_id),
             "category_id": int(category_id),

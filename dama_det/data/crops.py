@@ -63,37 +63,16 @@ def find_tiff_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 def peek_image(path: Path) -> tuple[int, int, int, np.dtype]:
     """Channel count, height, width and dtype of a TIFF without reading its pixels.
 
-    The channel axis is found as :func:`dama_det.data.tiff_io.read_image` does it.
+    The channel axis is found as :func:`dama_det.data.tiff_io.read_image` does it
+    (:func:`dama_det.data.tiff_io.read_tiff_header`).
 
     Raises:
         DamaUserError: the file cannot be read as a 2-D/3-D TIFF image.
     """
-    import tifffile
+    from .tiff_io import read_tiff_header
 
-    from .tiff_io import MAX_CHANNELS
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape = tuple(int(s) for s in series.shape)
-            axes = series.axes.upper().replace("S", "C")
-            dtype = np.dtype(series.dtype)
-    except Exception as exc:
-        raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
-    if len(shape) > 3:  # squeezed like read_image; its axes then no longer apply
-        shape = tuple(s for s in shape if s != 1)
-    if len(shape) == 2:
-        return 1, shape[0], shape[1], dtype
-    if len(shape) != 3:
-        raise DamaUserError(f"{path}: expected a 2-D or 3-D image, got shape {shape}")
-    if len(axes) == 3 and set(axes) == {"C", "Y", "X"}:
-        c = axes.index("C")
-    elif shape[-1] <= MAX_CHANNELS and shape[-1] < min(shape[0], shape[1]):
-        c = 2
-    else:
-        c = 0
-    rest = [s for i, s in enumerate(shape) if i != c]
-    return shape[c], rest[0], rest[1], dtype
+    header = read_tiff_header(path)
+    return header.channels, header.height, header.width, header.dtype
 
 
 def find_cell_centres(

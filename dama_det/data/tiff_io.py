@@ -4,7 +4,8 @@ Images are returned as float32 arrays in channel-first layout ``(C, H, W)`` with
 raw intensity values (no scaling), plus channel names taken from OME metadata when
 present. Layouts accepted on reading: 2-D grey ``(H, W)``, ``CYX`` and ``YXC``
 (the paper's crops are H x W x 7). Use :func:`dama_det.data.normalize` functions to
-scale intensities.
+scale intensities. :func:`read_tiff_header` gives the channel count, size, dtype and
+axes by the same rules without reading pixels (for checking thousands of crops).
 """
 from __future__ import annotations
 
@@ -64,37 +65,134 @@ def _ome_channel_names(tif: tifffile.TiffFile) -> list[str] | None:
     return [name or f"ch{i}" for i, name in enumerate(names)]
 
 
-def _squeeze_with_axes(arr: np.ndarray, axes: str | None) -> tuple[np.ndarray, str | None]:
-    """Drop length-1 axes (e.g. T and Z of a TCZYX OME image), keeping ``axes`` in step."""
-    if arr.ndim <= 3:
-        return arr, axes
-    keep = [i for i, n in enumerate(arr.shape) if n != 1]
-    if len(keep) < 2:  # a 1 x 1 image: keep the last two axes
-        keep = [arr.ndim - 2, arr.ndim - 1]
-    squeezed = arr.reshape([arr.shape[i] for i in keep])
-    if axes and len(axes) == arr.ndim:
-        axes = "".join(axes[i] for i in keep)
-    else:
-        axes = None
-    return squeezed, axes
+def _chw_layout(
+    shape: Sequence[int], axes: str | None, path: Path
+) -> tuple[tuple[int, ...], int | None]:
+    """Where the channels of an array of ``shape`` lie, by the rules of :func:`read_tiff`.
 
+    Length-1 axes of a > 3-D array are dropped first (e.g. T and Z of a TCZYX OME
+    image, keeping ``axes`` in step). In a 3-D array the channel axis is the one the
+    file's axes name ``C`` (or ``S``, RGB samples), else the last axis when it is the
+    smallest (YXC, at most :data:`MAX_CHANNELS`), else the first (CYX).
 
-def _to_chw(arr: np.ndarray, axes: str | None, path: Path) -> np.ndarray:
-    """Bring a 2-D or 3-D array into (C, H, W)."""
-    arr, axes = _squeeze_with_axes(arr, axes)
-    if arr.ndim == 2:
-        return arr[None]
-    if arr.ndim != 3:
-        raise DamaUserError(f"{path}: expected a 2-D or 3-D image, got shape {arr.shape}")
+    Args:
+        shape: the stored array shape.
+        axes: the stored axis order (tifffile's notation, e.g. ``"TCZYX"``), if known.
+        path: shown in error messages.
+
+    Returns:
+        ``(squeezed_shape, channel_axis)``: the 2-D or 3-D shape after dropping
+        length-1 axes, and the index of its channel axis (None for a 2-D image).
+
+    Raises:
+        DamaUserError: not a 2-D or 3-D image after squeezing.
+    """
+    shape = tuple(int(n) for n in shape)
+    if len(shape) > 3:
+        keep = [i for i, n in enumerate(shape) if n != 1]
+        if len(keep) < 2:  # a 1 x 1 image: keep the last two axes
+            keep = [len(shape) - 2, len(shape) - 1]
+        axes = "".join(axes[i] for i in keep) if axes and len(axes) == len(shape) else None
+        shape = tuple(shape[i] for i in keep)
+    if len(shape) == 2:
+        return shape, None
+    if len(shape) != 3:
+        raise DamaUserError(f"{path}: expected a 2-D or 3-D image, got shape {shape}")
     if axes:
         axes = axes.upper().replace("S", "C")
         # Trust the file's axes only when they name a channel axis explicitly.
         if len(axes) == 3 and set(axes) == {"C", "Y", "X"}:
-            return np.moveaxis(arr, axes.index("C"), 0)
+            return shape, axes.index("C")
     # Ambiguous: the smallest axis is the channel axis (CYX or YXC).
-    if arr.shape[-1] <= MAX_CHANNELS and arr.shape[-1] < min(arr.shape[0], arr.shape[1]):
-        return np.moveaxis(arr, -1, 0)
-    return arr
+    if shape[-1] <= MAX_CHANNELS and shape[-1] < min(shape[0], shape[1]):
+        return shape, 2
+    return shape, 0
+
+
+def _to_chw(arr: np.ndarray, axes: str | None, path: Path) -> np.ndarray:
+    """Bring a 2-D or 3-D array (or one with extra length-1 axes) into (C, H, W)."""
+    shape, channel_axis = _chw_layout(arr.shape, axes, path)
+    if shape != arr.shape:
+        arr = arr.reshape(shape)
+    if channel_axis is None:
+        return arr[None]
+    if channel_axis == 0:
+        return arr
+    return np.moveaxis(arr, channel_axis, 0)
+
+
+def _check_pixel_type(dtype: np.dtype, path: Path) -> None:
+    if not (dtype == bool or np.issubdtype(dtype, np.integer)
+            or np.issubdtype(dtype, np.floating)):
+        raise DamaUserError(f"{path}: unsupported pixel type {dtype}")
+
+
+@dataclass(frozen=True)
+class TiffHeader:
+    """What :func:`read_tiff_header` learns from a TIFF without reading its pixels.
+
+    Attributes:
+        channels: channel count ``C`` of the ``(C, H, W)`` image :func:`read_tiff`
+            returns.
+        height: image height ``H``.
+        width: image width ``W``.
+        dtype: the pixel type stored in the file (e.g. ``uint16``).
+        axes: the axis order found in the file (tifffile's notation, e.g. ``"CYX"``;
+            ``""`` if unknown), as :attr:`TiffImage.axes`.
+    """
+
+    channels: int
+    height: int
+    width: int
+    dtype: np.dtype
+    axes: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)``: the shape of ``read_tiff(path).image``."""
+        return (self.channels, self.height, self.width)
+
+
+def read_tiff_header(path: str | os.PathLike) -> TiffHeader:
+    """Channel count, size, pixel type and axes of a TIFF / OME-TIFF, from its header.
+
+    No pixel data is read (fast on thousands of crops); the layout rules (squeezed
+    length-1 axes, channel axis from the file's axes, else the smallest axis) are the
+    ones of :func:`read_tiff`, so ``header.shape == read_tiff(path).image.shape``.
+
+    Args:
+        path: the file.
+
+    Returns:
+        A :class:`TiffHeader`.
+
+    Raises:
+        DamaUserError: missing/unreadable/corrupt file, no image in it, an empty image,
+            an unsupported pixel type or a layout other than 2-D / 3-D.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DamaUserError(f"{path}: no such file")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise DamaUserError(f"{path}: cannot read as TIFF (the file holds no image)")
+            series = tif.series[0]
+            shape, axes, dtype = tuple(series.shape), series.axes, np.dtype(series.dtype)
+    except DamaUserError:
+        raise
+    except Exception as exc:  # tifffile raises several types for corrupt files
+        raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+    if not shape or 0 in shape:
+        raise DamaUserError(f"{path}: image is empty (shape {shape})")
+    _check_pixel_type(dtype, path)
+    squeezed, channel_axis = _chw_layout(shape, axes, path)
+    if channel_axis is None:
+        channels, (height, width) = 1, squeezed
+    else:
+        channels = squeezed[channel_axis]
+        height, width = (n for i, n in enumerate(squeezed) if i != channel_axis)
+    return TiffHeader(int(channels), int(height), int(width), dtype, axes or "")
 
 
 def read_tiff(path: str | os.PathLike, expected_channels: int | None = None) -> TiffImage:
@@ -137,8 +235,7 @@ def read_tiff(path: str | os.PathLike, expected_channels: int | None = None) -> 
     source_dtype = arr.dtype
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise DamaUserError(f"{path}: unsupported pixel type {arr.dtype}")
+    _check_pixel_type(arr.dtype, path)
     chw = _to_chw(arr, axes, path).astype(np.float32, copy=False)
     if chw.shape[1] == 0 or chw.shape[2] == 0:
         raise DamaUserError(f"{path}: image is empty (shape {arr.shape})")

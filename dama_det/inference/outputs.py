@@ -1,8 +1,8 @@
 """Prediction outputs: COCO results (compressed RLE from crops), label images, overlays.
 
-COCO RLE runs over the image in column-major order, so the RLE of an instance can be
-built from its crop alone (runs of each crop column shifted to the column's offset in
-the full image): encoding costs O(crop), never O(image), per instance.
+The RLE of an instance is built from its crop alone by
+:func:`dama_det.data.rle.encode_crop_rle` (the same encoder as the label image -> COCO
+conversion): encoding costs O(crop), never O(image), per instance.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
+from ..data.rle import encode_crop_rle
 from ..utils import atomic_write_bytes
 from .tiling import Detection
 
@@ -37,40 +37,17 @@ def crop_to_rle(det: Detection, height: int, width: int) -> dict[str, Any]:
     """COCO compressed RLE of a crop detection placed in an ``height x width`` image.
 
     Args:
-        det: detection with ``box`` in image coordinates and bool ``mask`` crop.
+        det: detection with ``box`` in image coordinates and bool ``mask`` crop
+            ``(y1 - y0, x1 - x0)``.
         height: image height.
         width: image width.
 
     Returns:
         ``{"size": [H, W], "counts": str}`` identical to ``pycocotools.mask.encode`` of
-        the full-image mask.
+        the full-image mask (see :func:`dama_det.data.rle.encode_crop_rle`).
     """
-    x0, y0, x1, y1 = det.box
-    h = y1 - y0
-    col = np.zeros((x1 - x0, h + 2), dtype=np.int8)
-    col[:, 1:-1] = det.mask.T  # columns of the crop, each padded with a 0 both ends
-    edges = np.diff(col, axis=1)
-    cs, starts = np.nonzero(edges == 1)  # starts[k] is a row offset inside column cs[k]
-    _, ends = np.nonzero(edges == -1)
-    base = (x0 + cs).astype(np.int64) * height + y0
-    s, e = base + starts, base + ends
-    # column runs that touch (a run ending at the bottom of one image column and the
-    # next starting at the top of the next) are one run in the flattened image
-    if s.size > 1:
-        joined = s[1:] == e[:-1]
-        if joined.any():
-            keep_start = np.concatenate([[True], ~joined])
-            keep_end = np.concatenate([~joined, [True]])
-            s, e = s[keep_start], e[keep_end]
-    bounds = np.empty(2 * s.size + 1, dtype=np.int64)
-    bounds[0] = 0
-    bounds[1::2] = s
-    bounds[2::2] = e
-    counts = np.diff(np.concatenate([bounds, [height * width]])).tolist()
-    if len(counts) > 1 and counts[-1] == 0:  # the last run ends at the last pixel
-        counts.pop()
-    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    x0, y0, _, _ = det.box
+    return encode_crop_rle(det.mask, x0, y0, height, width)
 
 
 def detections_to_coco_results(

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import DamaUserError
 from ..utils.io import atomic_write_bytes, atomic_write_json
 from .run_spec import MethodSpec, RunSpec, load_run_spec
-from .stages import run_stage
+from .stages import iteration_schedule_opts, run_stage
 
 TABLE_METRICS = (("bbox", "AP"), ("segm", "AP"), ("bbox", "AP50"), ("bbox", "AP75"),
                  ("segm", "AP50"), ("segm", "AP75"))
@@ -120,8 +120,9 @@ class Comparison:
                     "--in-chans", str(channels), "--seed", str(seed), "--device", self.device,
                     "--num-workers", "0", "--resume", "auto", "--no-progress",
                     *[str(a) for a in p.get("args", [])]]
-            if "img_size" in p:
-                args += ["--img-size", str(p["img_size"])]
+            for key in ("img_size", "blr"):
+                if key in p:
+                    args += [f"--{key.replace('_', '-')}", str(p[key])]
             self._stage(f"{tag}: pretrain {m.method}", [run / "pretrain" / "checkpoint-last.pth"],
                         lambda: _cli(args, self.log))
             encoder = run / "encoder.pth"
@@ -138,7 +139,7 @@ class Comparison:
             train_args += ["--device", self.device]
         opts = [str(o) for o in det.get("opts", [])]
         if det.get("iters"):
-            opts = ["SOLVER.MAX_ITER", str(det["iters"]), *opts]
+            opts = [*iteration_schedule_opts(int(det["iters"])), *opts]
         self._stage(f"{tag}: train Mask R-CNN", [run / "detector" / "model_final.pth"],
                     lambda: _cli(train_args + opts, self.log))
         preds = run / "predictions" / "predictions.json"

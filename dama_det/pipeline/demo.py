@@ -20,22 +20,23 @@ from typing import Callable
 
 from ..errors import DamaUserError
 from .report import write_demo_report
-from .stages import StageResult, run_stage
+from .stages import StageResult, iteration_schedule_opts, run_stage
 
 
 @dataclass
 class DemoSize:
     """Sizes of one demo run (the CPU preset is the default)."""
 
-    train_tiles: int = 6
-    val_tiles: int = 2
+    train_tiles: int = 8
+    val_tiles: int = 4
     tile_size: int = 256
     crops_per_type: int = 64
     pretrain_model: str = "mini"
-    pretrain_epochs: int = 30
+    pretrain_epochs: int = 60
     pretrain_batch: int = 32
+    pretrain_blr: float = 1e-3  # short schedules need more than the paper's 1.5e-4
     det_config: str = "quick_schedules/mask_rcnn_dama_vit_demo_cpu.yaml"
-    det_iters: int = 400
+    det_iters: int = 1000
     method: str = "dama"
 
 
@@ -49,7 +50,7 @@ PRESETS: dict[str, DemoSize] = {
                       det_iters=6),
     # ViT-tiny, the paper's pretraining recipe shortened; for a GPU.
     "gpu": DemoSize(train_tiles=64, val_tiles=8, tile_size=512, crops_per_type=2000,
-                    pretrain_model="tiny", pretrain_epochs=200, pretrain_batch=256,
+                    pretrain_model="tiny", pretrain_epochs=200, pretrain_batch=256, pretrain_blr=1.5e-4,
                     det_config="mask_rcnn_dama_vit_tiny_50ep_synth7.yaml", det_iters=0),
 }
 
@@ -107,18 +108,19 @@ def run_demo(
                         "--method", size.method, "--model", size.pretrain_model,
                         "--epochs", str(size.pretrain_epochs),
                         "--warmup-epochs", str(max(1, size.pretrain_epochs // 10)),
-                        "--batch-size", str(size.pretrain_batch), "--seed", str(seed),
+                        "--batch-size", str(size.pretrain_batch), "--blr", str(size.pretrain_blr),
+                        "--seed", str(seed),
                         "--device", device, "--num-workers", "0",
-                        "--resume", "auto"], log))
+                        *([] if force else ["--resume", "auto"])], log))
     stage("3/7 export: student-1 encoder", [encoder],
           lambda: _cli(["export", str(pre / "checkpoint-last.pth"), "--out", str(encoder)], log))
     det_opts = ["--seed", str(seed)]
     if size.det_iters:
-        det_opts += ["SOLVER.MAX_ITER", str(size.det_iters)]
+        det_opts += iteration_schedule_opts(size.det_iters)
     stage("4/7 train: Mask R-CNN from the pretrained encoder", [det / "model_final.pth"],
           lambda: _cli(["train", "--config-file", size.det_config, "--output-dir", str(det),
                         "--train-json", str(train_json), "--val-json", str(val_json),
-                        "--weights", str(encoder), "--resume",
+                        "--weights", str(encoder), *([] if force else ["--resume"]),
                         *(["--device", device] if device != "auto" else []), *det_opts], log))
     stage("5/7 predict: tiled inference on the validation tiles", [pred / "predictions.json"],
           lambda: _cli(["predict", str(val_json), "--weights", str(det / "model_final.pth"),

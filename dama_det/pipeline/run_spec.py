@@ -12,8 +12,8 @@ Example (``configs/compare/synth7_cpu.yaml``)::
       n_crops_per_type: 64
     # folders: {type: folders, train: DIR, val: DIR, crop_size: 128, max_crops: 4000}
     # coco:    {type: coco, train_json: F, val_json: F, pretrain_crops: DIR}
-    pretrain: {model: test, epochs: 30, batch_size: 32, args: []}
-    detection: {config: quick_schedules/mask_rcnn_dama_vit_demo_cpu.yaml, iters: 400, opts: []}
+    pretrain: {model: mini, epochs: 60, batch_size: 32, blr: 1.0e-3, args: []}
+    detection: {config: quick_schedules/mask_rcnn_dama_vit_demo_cpu.yaml, iters: 1000, opts: []}
     methods: [random, mae, dama, dama-rand, dama-ema, {name: mine, weights: enc.pth}]
 
 Relative paths are resolved against the YAML file's folder.

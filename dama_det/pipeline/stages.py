@@ -60,3 +60,19 @@ def run_stage(
         raise RuntimeError(f"stage {name!r} finished without writing {', '.join(missing)}")
     log(f"[done] {name} in {seconds:.1f} s")
     return StageResult(name, False, seconds)
+
+
+def iteration_schedule_opts(max_iter: int, step_fractions: Sequence[float] = (0.8, 0.95),
+                            warmup_iters: int = 50) -> list[str]:
+    """Detectron2 config overrides for a run of ``max_iter`` iterations.
+
+    Sets MAX_ITER, the lr drops at ``step_fractions`` of the run, a warm-up of at most a
+    quarter of the run, and a checkpoint every quarter (so a stopped run resumes).
+
+    Returns:
+        ``["SOLVER.MAX_ITER", "1000", "SOLVER.STEPS", "(800, 950)", ...]``.
+    """
+    steps = sorted({int(f * max_iter) for f in step_fractions} - {0, max_iter})
+    return ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", f"({', '.join(map(str, steps))},)",
+            "SOLVER.WARMUP_ITERS", str(min(warmup_iters, max(1, max_iter // 4))),
+            "SOLVER.CHECKPOINT_PERIOD", str(max(1, max_iter // 4))]

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import tifffile
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..data.normalize import SCALING_MODES, scale_intensities
-from ..data.tiff_io import _to_chw, read_image
+from ..data.tiff_io import read_image, read_tiff_header
 from ..errors import DamaUserError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -48,19 +47,10 @@ def inspect_crop(path: Path) -> tuple[int, np.dtype]:
     """Channel count and stored pixel type of a TIFF, from its header only.
 
     Raises:
-        DamaUserError: unreadable/corrupt file or unsupported layout.
+        DamaUserError: unreadable/corrupt file or unsupported layout / pixel type.
     """
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape, axes, dtype = tuple(series.shape), series.axes, np.dtype(series.dtype)
-    except Exception as exc:  # tifffile raises many types for corrupt files
-        raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
-    if not shape or 0 in shape:
-        raise DamaUserError(f"{path}: image is empty (shape {shape})")
-    # same layout rules as read_image, applied to a zero-cost stand-in of that shape
-    chw = _to_chw(np.broadcast_to(np.zeros((), np.uint8), shape), axes, path)
-    return int(chw.shape[0]), dtype
+    header = read_tiff_header(path)
+    return header.channels, header.dtype
 
 
 class CropFolderDataset(Dataset):

@@ -1,0 +1,36 @@
+"""Assemble BENCHMARKS.md from the per-benchmark result files in benchmarks/results/.
+
+Each benchmark script writes its own ``benchmarks/results/<name>.md``; this script
+concatenates them (in a fixed order) under one header. ``make benchmarks`` runs it last.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ORDER = ["pretrain_speed", "detect_speed", "eval_speed", "data_io", "classification"]
+HEADER = """# Benchmarks
+
+Speed and memory figures of dama_det on this project's reference machine: 2 CPU cores
+(AMD EPYC with avx512_bf16), 24 GB RAM, no GPU, torch 2.14.1. Each section is written by
+the script named in it (`benchmarks/*.py`; `make benchmarks` runs them all and rebuilds
+this file). The cores were shared with other jobs during some runs; each section notes its
+conditions. Ratios measured inside one run are more reliable than absolute times.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
+    args = parser.parse_args()
+    files = sorted(args.results.glob("*.md"),
+                   key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem))
+    parts = [HEADER] + [p.read_text().strip() + "\n" for p in files]
+    args.out.write_text("\n".join(parts))
+    print(f"wrote {args.out} from {len(files)} result file(s)")
+
+
+if __name__ == "__main__":
+    main()
