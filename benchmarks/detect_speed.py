@@ -6,10 +6,15 @@ synthetic instances) and inference images per second (one image per call), both 
 256 x 256 input, for the config of ``--config`` (default
 ``configs/mask_rcnn_dama_vit_tiny_50ep_synth7.yaml``: ViT-tiny, 192 wide, 12 blocks,
 7 channels) and model_zoo ``COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml``
-(3 channels, one class). Both get random weights and the same synthetic cells (random
-disks at the same places), run ``--warmup`` untimed iterations, then report the median
-(and range) of ``--train-iters`` timed training steps and ``--infer-images`` timed
-predictions. Our model also runs under bf16 autocast where the CPU supports bf16
+(3 channels, one class, inputs x 255 as its pixel mean expects). Both get random
+weights (the R50's frozen BatchNorm statistics set from the batch, see
+:func:`calibrate_frozen_bn`) and the same synthetic cells (random disks at the same
+places). The models take turns, one step each per round (load from other jobs then
+falls on all alike): ``--warmup`` untimed rounds, then the median (and range) of
+``--train-iters`` timed training steps and ``--infer-images`` timed predictions, in
+wall and process CPU time. Inference runs at each config's detection cap and again at
+``--equal-dets`` (default 100, detectron2's stock cap) for a comparison at equal
+output. Our model also runs under bf16 autocast where the CPU supports bf16
 (``--no-bf16`` skips it): the forward pass under ``torch.autocast("cpu", bfloat16)``
 as ``SOLVER.AMP.CPU_BF16`` training and ``--amp bf16`` prediction do.
 
@@ -31,20 +36,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from detect_speed_report import BATCH, SIZE, merge_report, model_section, run_line, tiling_section
+from detect_speed_tiling import run_tiled, tiled_child
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "mask_rcnn_dama_vit_tiny_50ep_synth7.yaml"
-TILING_CONFIG = REPO / "configs" / "quick_schedules" / "mask_rcnn_dama_vit_instant_test.yaml"
 R50 = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
 
 
@@ -162,239 +166,145 @@ def _summary(seconds: list[float]) -> dict:
             "n": len(seconds)}
 
 
-def model_speed(cfg, channels: int, train_iters: int, infer_images: int, warmup: int = 1,
-                amp_dtype=None, pixel_scale: float = 1.0, equal_dets: int = 0) -> dict:
-    """Training s/iter (batch 2) and inference images/s of the model of ``cfg``.
+class SpeedCase:
+    """One model under test: built from a config with random weights, its synthetic
+    batch, optimizer and autocast dtype; times single training steps and predictions.
 
     Args:
+        label: model name for the report.
         cfg: detectron2 config of the model (CPU).
         channels: input channels of the model.
-        train_iters: timed training steps (after ``warmup`` untimed ones).
-        infer_images: timed single-image predictions (after ``warmup`` untimed ones).
-        warmup: untimed iterations before each timed phase.
+        precision: "fp32" or "bf16 autocast" (report label).
         amp_dtype: autocast dtype of the forward passes, or None for fp32.
         pixel_scale: intensity range of the inputs (see :func:`synthetic_batch`).
-        equal_dets: if > 0, inference is also timed with at most this many detections
-            per image (the mask head's work), for a comparison at equal output.
-
-    Returns:
-        ``{"params_M", "frozen_bn", "train_s", "infer_s", "dets_per_image"}`` and, with
-        ``equal_dets``, ``"infer_equal_s"`` and ``"dets_equal"``; the ``*_s`` are
-        summaries ``{"median", "min", "max", "n"}`` in seconds.
     """
-    import torch
-    from detectron2.modeling import build_model
-    from detectron2.utils.events import EventStorage
 
-    from dama_det.utils import autocast_context
+    def __init__(self, label: str, cfg, channels: int, precision: str, amp_dtype=None,
+                 pixel_scale: float = 1.0):
+        import torch
+        from detectron2.modeling import build_model
 
-    device = torch.device("cpu")
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    params = sum(p.numel() for p in model.parameters())
-    batch = synthetic_batch(channels, scale=pixel_scale)
-    frozen_bn = calibrate_frozen_bn(model, batch)
-    # inference runs on these initial weights: after a few AdamW steps a classifier
-    # calls nearly every box background and the heads would get nothing to do
-    initial_state = {k: v.clone() for k, v in model.state_dict().items()}
-    model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        self.label, self.channels, self.precision = label, channels, precision
+        self.amp_dtype = amp_dtype
+        self.max_dets = cfg.TEST.DETECTIONS_PER_IMAGE
+        torch.manual_seed(0)
+        self.model = build_model(cfg)
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.batch = synthetic_batch(channels, scale=pixel_scale)
+        self.frozen_bn = calibrate_frozen_bn(self.model, self.batch)
+        # inference runs on these initial weights: after a few AdamW steps a classifier
+        # calls nearly every box background and the heads would get nothing to do
+        self.initial_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad], lr=1e-4)
+        self.inputs = [{"image": b["image"], "height": SIZE, "width": SIZE}
+                       for b in self.batch]
+        self.times: dict[str, list[tuple[float, float]]] = {}
+        self.dets: dict[str, list[int]] = {}
 
-    def step() -> float:
-        t0 = time.perf_counter()
-        with autocast_context(device, amp_dtype):  # forward + losses, as CPUAutocastTrainer
-            losses = model(batch)
+    def _record(self, key: str, wall: float, cpu: float) -> None:
+        self.times.setdefault(key, []).append((wall, cpu))
+
+    def train_step(self, record: bool = True) -> None:
+        """One training step on the batch of 2 (forward + losses under autocast, as
+        ``CPUAutocastTrainer``; backward and AdamW step in fp32)."""
+        import torch
+        from detectron2.utils.events import EventStorage
+
+        from dama_det.utils import autocast_context
+
+        self.model.train()
+        t0, c0 = time.perf_counter(), time.process_time()
+        with EventStorage(0), autocast_context(torch.device("cpu"), self.amp_dtype):
+            losses = self.model(self.batch)
             loss = sum(losses.values())
-        opt.zero_grad()
+        self.optimizer.zero_grad()
         loss.backward()
-        opt.step()
-        return time.perf_counter() - t0
+        self.optimizer.step()
+        if record:
+            self._record("train", time.perf_counter() - t0, time.process_time() - c0)
 
-    with EventStorage(0):  # the losses log to an event storage
-        for _ in range(warmup):
-            step()
-        train_s = [step() for _ in range(train_iters)]
+    def start_inference(self, max_dets: int | None = None) -> None:
+        """Back to the initial weights, eval mode, at most ``max_dets`` detections."""
+        self.model.load_state_dict(self.initial_state)
+        self.model.eval()
+        self.model.roi_heads.box_predictor.test_topk_per_image = max_dets or self.max_dets
 
-    model.load_state_dict(initial_state)
-    model.eval()
-    inputs = [{"image": b["image"], "height": SIZE, "width": SIZE} for b in batch]
+    def predict(self, i: int, key: str | None) -> None:
+        """Predict input ``i % 2`` alone; record it under ``key`` (None: warm-up)."""
+        import torch
 
-    def infer() -> tuple[dict, float]:
-        seconds, dets = [], []
-        with torch.inference_mode(), autocast_context(device, amp_dtype):
-            for i in range(warmup + infer_images):
-                t0 = time.perf_counter()
-                out = model([inputs[i % len(inputs)]])
-                if i >= warmup:
-                    seconds.append(time.perf_counter() - t0)
-                    dets.append(len(out[0]["instances"]))
-        return _summary(seconds), statistics.median(dets)
+        from dama_det.utils import autocast_context
 
-    result = {"params_M": params / 1e6, "frozen_bn": frozen_bn, "train_s": _summary(train_s)}
-    result["infer_s"], result["dets_per_image"] = infer()
-    if equal_dets > 0:
-        model.roi_heads.box_predictor.test_topk_per_image = equal_dets
-        result["infer_equal_s"], result["dets_equal"] = infer()
-    return result
+        t0, c0 = time.perf_counter(), time.process_time()
+        with torch.inference_mode(), autocast_context(torch.device("cpu"), self.amp_dtype):
+            out = self.model([self.inputs[i % len(self.inputs)]])
+        if key is not None:
+            self._record(key, time.perf_counter() - t0, time.process_time() - c0)
+            self.dets.setdefault(key, []).append(len(out[0]["instances"]))
+
+    def result(self) -> dict:
+        """``{"params_M", "label", ..., "<key>_s": wall summary, "<key>_cpu_s": CPU
+        summary, "<key>_dets": median detections}`` for keys train/infer/infer_equal."""
+        row = {"label": self.label, "channels": self.channels, "precision": self.precision,
+               "params_M": self.params / 1e6, "frozen_bn": self.frozen_bn,
+               "max_dets": self.max_dets}
+        for key, pairs in self.times.items():
+            row[f"{key}_s"] = _summary([w for w, _ in pairs])
+            row[f"{key}_cpu_s"] = _summary([c for _, c in pairs])
+            if key in self.dets:
+                row[f"{key}_dets"] = statistics.median(self.dets[key])
+        return row
 
 
 def run_model_speed(args) -> tuple[list[dict], str]:
-    """Time our model (fp32, and bf16 where cheap) and R50-FPN; returns rows and notes."""
+    """Time our model (fp32, and bf16 where supported) and R50-FPN, interleaved.
+
+    Every round runs one step of each model in turn, so load from other jobs on the
+    machine falls on all of them alike; ``args.warmup`` untimed rounds come first.
+
+    Returns:
+        One result row per model (:meth:`SpeedCase.result`) and a note for the report.
+    """
     import torch
 
     cfg_path = Path(args.config)
     ours = f"DAMA-ViT `{cfg_path.name}`"
-    # (label, config, channels, autocast dtype, precision, pixel scale)
-    jobs = [(ours, lambda: dama_cfg(cfg_path), 7, None, "fp32", 1.0)]
+    cases = [SpeedCase(ours, dama_cfg(cfg_path), 7, "fp32")]
     note = ""
     if not args.no_bf16:
         if cpu_supports_bf16():
-            jobs.append((ours, lambda: dama_cfg(cfg_path), 7, torch.bfloat16, "bf16 autocast",
-                         1.0))
+            cases.append(SpeedCase(ours, dama_cfg(cfg_path), 7, "bf16 autocast",
+                                   torch.bfloat16))
         else:
             note = "bf16 autocast skipped: this CPU has no native bf16 (avx512_bf16/amx_bf16)."
-    jobs.append(("Detectron2 R50-FPN Mask R-CNN 1x (stock)", r50_cfg, 3, None, "fp32", 255.0))
-    rows = []
-    for label, make_cfg, channels, dtype, precision, scale in jobs:
-        cfg = make_cfg()
-        s = model_speed(cfg, channels, args.train_iters, args.infer_images, args.warmup, dtype,
-                        scale, args.equal_dets)
-        s.update(label=label, channels=channels, precision=precision,
-                 max_dets=cfg.TEST.DETECTIONS_PER_IMAGE)
-        rows.append(s)
+    cases.append(SpeedCase("Detectron2 R50-FPN Mask R-CNN 1x (stock)", r50_cfg(), 3, "fp32",
+                           pixel_scale=255.0))
+    rounds = args.warmup + args.train_iters
+    for r in tqdm(range(rounds), desc="training rounds", leave=False):
+        for case in cases:
+            case.train_step(record=r >= args.warmup)
+    phases = [("infer", None)] + ([("infer_equal", args.equal_dets)] if args.equal_dets else [])
+    for key, max_dets in phases:
+        for case in cases:
+            case.start_inference(max_dets)
+        for i in tqdm(range(args.warmup + args.infer_images), desc=f"{key} rounds",
+                      leave=False):
+            for case in cases:
+                case.predict(i, key if i >= args.warmup else None)
+    rows = [case.result() for case in cases]
+    for s in rows:
         t, i = s["train_s"], s["infer_s"]
-        print(f"  {label} [{precision}]: {s['params_M']:.1f} M params, train "
-              f"{t['median']:.2f} s/iter (range {t['min']:.2f}-{t['max']:.2f}), inference "
-              f"{1 / i['median']:.2f} img/s ({i['median']:.2f} s/img, range "
-              f"{i['min']:.2f}-{i['max']:.2f}), {s['dets_per_image']:.0f} dets/img", flush=True)
+        print(f"  {s['label']} [{s['precision']}]: {s['params_M']:.1f} M params, train "
+              f"{t['median']:.2f} s/iter (range {t['min']:.2f}-{t['max']:.2f}; CPU "
+              f"{s['train_cpu_s']['median']:.2f} s), inference {1 / i['median']:.2f} img/s "
+              f"({i['median']:.2f} s/img, range {i['min']:.2f}-{i['max']:.2f}), "
+              f"{s['infer_dets']:.0f} dets/img", flush=True)
         if "infer_equal_s" in s:
-            print(f"    at <= {args.equal_dets} dets/img: {1 / s['infer_equal_s']['median']:.2f} "
-                  f"img/s ({s['dets_equal']:.0f} dets/img)", flush=True)
+            print(f"    at <= {args.equal_dets} dets/img: "
+                  f"{1 / s['infer_equal_s']['median']:.2f} img/s "
+                  f"({s['infer_equal_dets']:.0f} dets/img)", flush=True)
     return rows, note
-
-
-# ----------------------------------------------------------------- tiled prediction
-
-
-def synthetic_large_image(size: int, channels: int = 7, seed: int = 0) -> np.ndarray:
-    """uint16 ``(C, size, size)``: noise plus one bright disk per ~40 x 40 pixels."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 8000, (channels, size, size), dtype=np.uint16)
-    n = size * size // 1600
-    centres = rng.integers(0, size, (n, 2))
-    radii = rng.integers(4, 11, n)
-    for c in range(channels):
-        plane = image[c]
-        for (y, x), r in zip(centres, radii):
-            cv2.circle(plane, (int(x), int(y)), int(r), 50000, -1)
-    return image
-
-
-class RssSampler:
-    """Peak resident memory of this process, sampled from /proc/self/statm in a thread."""
-
-    def __init__(self, interval: float = 0.01):
-        import threading
-
-        self.interval = interval
-        self.peak = self.current()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def current() -> int:
-        """Resident set size in bytes (0 where /proc is missing)."""
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            return 0
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.current())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "RssSampler":
-        self.start_rss = self.current()
-        self.peak = self.start_rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.current())
-
-
-def tiled_child(size: int, tile: int, overlap: int, score: float) -> dict:
-    """Run in a subprocess: time and memory of one tiled prediction."""
-    import torch
-    import tracemalloc
-
-    from dama_det.inference.pipeline import PredictOptions, predict_one
-    from dama_det.inference.predictor import MaskRCNNTilePredictor
-    from dama_det.inference.tiling import make_tile_grid
-
-    torch.set_num_threads(_threads())
-    torch.manual_seed(0)
-    pred = MaskRCNNTilePredictor.from_config(dama_cfg(TILING_CONFIG), None, device="cpu",
-                                             amp="off", score_thresh=score, tile_size=tile)
-    image = synthetic_large_image(size)
-    opts = PredictOptions(num_channels=7, tile_size=tile, overlap=overlap, batch_size=1,
-                          progress=False)
-    # warm-up on one window so allocator/one-time costs are not charged to a size
-    pred(np.zeros((7, tile, tile), np.float32))
-    maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cpu0 = time.process_time()
-    tracemalloc.start()
-    with RssSampler() as rss:
-        t0 = time.perf_counter()
-        labels, dets = predict_one(image, np.dtype(np.uint16), pred, opts)
-        seconds = time.perf_counter() - t0
-    _, py_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    cpu = time.process_time() - cpu0
-    maxrss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    n_tiles = len(make_tile_grid(size, size, tile, overlap))
-    return {
-        "size": size, "tiles": n_tiles, "instances": len(dets), "seconds": seconds,
-        "cpu_seconds": cpu, "s_per_mpx": seconds / (size * size / 1e6),
-        "cpu_s_per_mpx": cpu / (size * size / 1e6), "s_per_tile": seconds / n_tiles,
-        "rss_growth_mb": (rss.peak - rss.start_rss) / 2**20,
-        "maxrss_delta_mb": (maxrss1 - maxrss0) / 1024,
-        "tracemalloc_peak_mb": py_peak / 2**20,
-        "image_mb": image.nbytes / 2**20, "labels_mb": labels.nbytes / 2**20,
-    }
-
-
-def run_tiled(sizes, tile: int, overlap: int, score: float,
-              fixed_mmap_threshold: bool = True) -> list[dict]:
-    rows = []
-    for size in sizes:
-        cmd = [sys.executable, __file__, "--child", str(size), "--tile", str(tile),
-               "--overlap", str(overlap), "--score", str(score)]
-        env = dict(os.environ)
-        if fixed_mmap_threshold:
-            # glibc raises its mmap threshold after large frees, so torch's freed
-            # activations land on the fragmenting heap and RSS creeps up with the number
-            # of windows; a fixed threshold shows the tiler's own memory
-            env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"child for {size} failed:\n{proc.stderr[-3000:]}")
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"  {size:>5}^2: {row['tiles']:>3} tiles, {row['instances']:>6} instances, "
-              f"{row['seconds']:6.1f} s wall ({row['s_per_mpx']:.1f} s/Mpx, "
-              f"{row['s_per_tile']:.2f} s/tile), {row['cpu_seconds']:6.1f} s CPU "
-              f"({row['cpu_s_per_mpx']:.1f} CPU s/Mpx); peak RSS growth "
-              f"{row['rss_growth_mb']:.0f} MB (max-RSS delta {row['maxrss_delta_mb']:.0f} MB), "
-              f"tracemalloc peak {row['tracemalloc_peak_mb']:.0f} MB (input image "
-              f"{row['image_mb']:.0f} MB, label image {row['labels_mb']:.0f} MB)", flush=True)
-    return rows
 
 
 def main() -> int:
@@ -410,7 +320,8 @@ def main() -> int:
     part.add_argument("--equal-dets", type=int, default=100,
                       help="also time inference with at most this many detections per image "
                       "for every model (0: skip; default: detectron2's stock cap)")
-    part.add_argument("--skip-model-speed", action="store_true")
+    part.add_argument("--skip-model-speed", action="store_true",
+                      help="run only part 2; keep the report's model-speed section")
     tiling = ap.add_argument_group("tiled prediction (part 2)")
     tiling.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     tiling.add_argument("--tile", type=int, default=512)
@@ -419,7 +330,8 @@ def main() -> int:
     tiling.add_argument("--glibc-default", action="store_true",
                         help="keep glibc's dynamic mmap threshold in the tiled runs (RSS then "
                         "also shows heap fragmentation from torch's freed activations)")
-    tiling.add_argument("--skip-tiling", action="store_true")
+    tiling.add_argument("--skip-tiling", action="store_true",
+                        help="run only part 1; keep the report's tiled-prediction section")
     ap.add_argument("--out", type=Path,
                     default=REPO / "benchmarks" / "results" / "detect_speed.md")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)

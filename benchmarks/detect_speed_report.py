@@ -34,23 +34,30 @@ def model_section(rows: list[dict], note: str, run: str, args) -> str:
     lines = [
         f"{MODEL_HEADING} at {SIZE} x {SIZE} (random weights; training batch {BATCH}, AdamW; "
         f"inference 1 image per call)", "", run, "",
-        f"{args.warmup} untimed warm-up iteration(s), then the median (and range) of "
-        f"{args.train_iters} timed training steps and {args.infer_images} timed predictions. "
-        "Same synthetic cells (30 random disks per image) for every model.", "",
+        f"{args.warmup} untimed warm-up round(s), then the median (and range) of "
+        f"{args.train_iters} timed training steps and {args.infer_images} timed predictions "
+        "per model; the models take turns (one step each per round), so load from other "
+        "jobs falls on all of them alike. Wall time unless marked CPU (process CPU time, "
+        "less sensitive to other jobs). Same synthetic cells (30 random disks per image) "
+        "for every model.", "",
         "| model | precision | channels | params (M) | train s/iter (median) | range | "
-        "inference img/s (median) | s/img range | dets/img (cap) |"
+        "train CPU s/iter | inference img/s (median) | s/img range | CPU s/img | "
+        "dets/img (cap) |"
         + (f" img/s at <= {args.equal_dets} dets | s/img range | dets/img |"
            if args.equal_dets else ""),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if args.equal_dets else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|"
+        + ("---|---|---|" if args.equal_dets else ""),
     ]
     for r in rows:
         line = (f"| {r['label']} | {r['precision']} | {r['channels']} | {r['params_M']:.1f} | "
                 f"{r['train_s']['median']:.2f} | {rng(r['train_s'])} | "
+                f"{r['train_cpu_s']['median']:.2f} | "
                 f"{1 / r['infer_s']['median']:.2f} | {rng(r['infer_s'])} | "
-                f"{r['dets_per_image']:.0f} ({r['max_dets']}) |")
+                f"{r['infer_cpu_s']['median']:.2f} | "
+                f"{r['infer_dets']:.0f} ({r['max_dets']}) |")
         if "infer_equal_s" in r:
             line += (f" {1 / r['infer_equal_s']['median']:.2f} | {rng(r['infer_equal_s'])} | "
-                     f"{r['dets_equal']:.0f} |")
+                     f"{r['infer_equal_dets']:.0f} |")
         lines.append(line)
     ours, r50 = rows[0], rows[-1]
     lines += ["", f"Ratio DAMA-ViT ({ours['precision']}) / R50-FPN: training time "

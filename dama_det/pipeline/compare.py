@@ -123,7 +123,7 @@ class Comparison:
             for key in ("img_size", "blr"):
                 if key in p:
                     args += [f"--{key.replace('_', '-')}", str(p[key])]
-            self._stage(f"{tag}: pretrain {m.method}", [run / "pretrain" / "checkpoint-last.pth"],
+            self._stage(f"{tag}: pretrain {m.method}", [run / "pretrain" / "encoder.pth"],
                         lambda: _cli(args, self.log))
             encoder = run / "encoder.pth"
             self._stage(f"{tag}: export encoder", [encoder],

@@ -103,7 +103,7 @@ def run_demo(
                         "--n-val-tiles", str(size.val_tiles), "--tile-size", str(size.tile_size),
                         "--n-crops-per-type", str(size.crops_per_type), "--seed", str(seed)], log))
     stage(f"2/7 pretrain: {size.method} ({size.pretrain_model} ViT, {size.pretrain_epochs} epochs)",
-          [pre / "checkpoint-last.pth"],
+          [pre / "encoder.pth"],  # written when the whole schedule has run
           lambda: _cli(["pretrain", "--data", str(data / "crops"), "--output-dir", str(pre),
                         "--method", size.method, "--model", size.pretrain_model,
                         "--epochs", str(size.pretrain_epochs),
