@@ -168,6 +168,7 @@ class Comparison:
                     *[f"{name}={p}" for name, p in preds.items()]]
             if self.spec.evaluation.get("max_dets"):
                 args += ["--max-dets", str(self.spec.evaluation["max_dets"])]
+            args += ["--area-ranges", str(self.spec.evaluation.get("area_ranges", "cells"))]
             self._stage(f"seed {seed}: evaluate all methods", [ev / "metrics.json"],
                         lambda: _cli(args, self.log))
             metrics[seed] = json.loads((ev / "metrics.json").read_text())

@@ -127,7 +127,8 @@ def run_demo(
                         "--out", str(pred), "--score-thresh", "0.05", "--device", device], log))
     stage("6/7 eval: box/mask AP, PR curves, error breakdown", [ev / "metrics.json"],
           lambda: _cli(["eval", "--gt", str(val_json), "--results",
-                        f"{size.method}={pred / 'predictions.json'}", "--out", str(ev)], log))
+                        f"{size.method}={pred / 'predictions.json'}", "--out", str(ev),
+                        "--area-ranges", "cells"], log))
     report = out / "report.md"
     stage("7/7 report", [report],
           lambda: write_demo_report(out, method=size.method, settings=asdict(size),

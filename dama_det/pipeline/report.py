@@ -49,8 +49,7 @@ def _pretrain_losses(log_file: Path) -> list[str]:
     rows = [r for r in rows if "epoch" in r]
     if not rows:
         return []
-    keys = [k for k in rows[-1] if k.startswith(("loss", "train_loss")) and
-            isinstance(rows[-1][k], (int, float))]
+    keys = [k for k in ("loss", "recon1", "recon2", "regression") if k in rows[-1]]
     lines = ["| epoch | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in (rows[0], rows[len(rows) // 2], rows[-1]) if len(rows) > 2 else rows:
         lines.append(f"| {r['epoch']} | " + " | ".join(

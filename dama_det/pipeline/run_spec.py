@@ -15,6 +15,7 @@ Example (``configs/compare/synth7_cpu.yaml``)::
     pretrain: {model: mini, epochs: 60, batch_size: 32, blr: 1.0e-3, args: []}
     detection: {config: quick_schedules/mask_rcnn_dama_vit_demo_cpu.yaml, iters: 1000, opts: []}
     methods: [random, mae, dama, dama-rand, dama-ema, {name: mine, weights: enc.pth}]
+    evaluation: {area_ranges: cells, max_dets: 1000}   # optional (these are the defaults)
 
 Relative paths are resolved against the YAML file's folder.
 """
