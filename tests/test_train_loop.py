@@ -42,7 +42,7 @@ def test_instant_config_trains_evaluates_resumes(tmp_path, disks):
     args = parse(out, disks["train"], disks["val"], "SOLVER.MAX_ITER", "6", "TEST.EVAL_PERIOD",
                  "3", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.STEPS", "(4,)")
     results = main(args)
-    assert set(results) == {"bbox", "segm"} and "AP" in results["segm"]
+    assert set(results) == {"bbox", "segm", "cell"} and "AP" in results["segm"]
     for name in ("model_final.pth", "model_best.pth", "model_0000002.pth", "config.yaml",
                  "last_checkpoint", "metrics.json"):
         assert (out / name).is_file(), name
@@ -158,7 +158,7 @@ def test_one_channel_dsb2018_images(tmp_path, dsb2018_dir):
     results = main(parse(tmp_path / "out", train_json, train_json, "MODEL.PIXEL_MEAN", "[0.0]",
                          "MODEL.PIXEL_STD", "[1.0]", "INPUT.CHANNEL_NAMES", "['nuclei']",
                          "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD", "0", "SOLVER.STEPS", "(1,)"))
-    assert set(results) == {"bbox", "segm"}
+    assert set(results) == {"bbox", "segm", "cell"}
 
 
 @pytest.mark.slow

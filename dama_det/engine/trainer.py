@@ -27,6 +27,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..data.mapper import NChannelDatasetMapper
+from ..errors import DamaUserError
 from .hooks import ValidationLossHook
 from .optim import build_dama_optimizer
 from .train_loop import build_train_loop
@@ -93,16 +94,33 @@ class DamaTrainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
-        """Detectron2's COCOEvaluator (bbox + segm) with ``maxDets = [1, 10,
-        TEST.DETECTIONS_PER_IMAGE]``, so images with hundreds of cells are scored fully."""
+        """The evaluator of ``TEST.EVALUATOR``, with AP at ``maxDets =
+        TEST.DETECTIONS_PER_IMAGE`` so images with hundreds of cells are scored fully.
+
+        "cell" (default): :class:`~dama_det.evaluation.CellCOCOEvaluator` - the same
+        COCO numbers through faster-coco-eval, plus the cell matching metrics, with
+        cell-sized area ranges. "coco": detectron2's COCOEvaluator (pycocotools).
+        """
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        max_dets = max(int(cfg.TEST.DETECTIONS_PER_IMAGE), 11)
+        kind = cfg.TEST.get("EVALUATOR", "cell")
+        if kind == "cell":
+            from ..evaluation.detectron2_evaluator import CellCOCOEvaluator
+
+            return CellCOCOEvaluator(
+                dataset_name, output_folder,
+                max_dets=(1, 10, 100, max_dets) if max_dets > 100 else (1, 10, max_dets),
+                area_ranges="cells",
+                figures=False, distributed=True)
+        if kind != "coco":
+            raise DamaUserError(f"TEST.EVALUATOR must be 'cell' or 'coco', got {kind!r}")
         tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
         return COCOEvaluator(
             dataset_name,
             tasks=tasks,
             distributed=True,
             output_dir=output_folder,
-            max_dets_per_image=max(int(cfg.TEST.DETECTIONS_PER_IMAGE), 11),
+            max_dets_per_image=max_dets,
             use_fast_impl=False,
         )
 
