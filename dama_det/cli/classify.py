@@ -4,38 +4,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._args import HelpFormatter, fraction, positive_int
+
 EXAMPLE = """example:
   dama-det classify --data crops/ --method random --method dama=out/dama.pth \\
       --folds 10 --epochs 150 --out results/classify
   (without --data, synthetic labelled crops are generated into OUT/synthetic_crops)
 multi-GPU: torchrun --nproc_per_node 4 -m dama_det classify ...
 """
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except empty ones (None / False), on 100 columns."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=100)
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
-            return action.help or ""
-        return super()._get_help_string(action)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,16 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "confusion matrix per method and results.json. Finished folds are kept in "
         "OUT/fold_results.json and skipped when the command is run again.",
         epilog=EXAMPLE,
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     io = p.add_argument_group("input / output")
     io.add_argument("--data", type=Path, metavar="DIR",
                     help="folder with one sub-folder of TIFF crops per class (class = "
                     "sub-folder name); default: synthetic crops generated into OUT")
     io.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    io.add_argument("--synth-per-class", type=_positive_int, default=100, metavar="N",
+    io.add_argument("--synth-per-class", type=positive_int, default=100, metavar="N",
                     help="synthetic crops per cell type (without --data)")
-    io.add_argument("--synth-crop-size", type=_positive_int, default=128, metavar="PX",
+    io.add_argument("--synth-crop-size", type=positive_int, default=128, metavar="PX",
                     help="synthetic crop size (without --data)")
     io.add_argument("--intensity-scaling", choices=("dtype_max", "percentile", "none"),
                     default="dtype_max",
@@ -89,18 +65,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = p.add_argument_group("model (random init; exports bring their own architecture)")
     model.add_argument("--arch", choices=("tiny", "small", "base"), default=None,
                        help="ViT size for 'random' (default: the first export's, else tiny)")
-    model.add_argument("--embed-dim", type=_positive_int, help="override the width")
-    model.add_argument("--depth", type=_positive_int, help="override the number of blocks")
-    model.add_argument("--num-heads", type=_positive_int, help="override the number of heads")
-    model.add_argument("--patch-size", type=_positive_int, default=16, help="patch size")
-    model.add_argument("--img-size", type=_positive_int,
+    model.add_argument("--embed-dim", type=positive_int, help="override the width")
+    model.add_argument("--depth", type=positive_int, help="override the number of blocks")
+    model.add_argument("--num-heads", type=positive_int, help="override the number of heads")
+    model.add_argument("--patch-size", type=positive_int, default=16, help="patch size")
+    model.add_argument("--img-size", type=positive_int,
                        help="input size (default: the crops' size, else the export's)")
-    model.add_argument("--drop-path", type=_fraction, default=0.1, help="stochastic depth rate")
+    model.add_argument("--drop-path", type=fraction, default=0.1, help="stochastic depth rate")
 
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=_positive_int, default=150, help="fine-tuning epochs")
+    opt.add_argument("--epochs", type=positive_int, default=150, help="fine-tuning epochs")
     opt.add_argument("--warmup-epochs", type=float, default=5.0, help="linear warm-up epochs")
-    opt.add_argument("--batch-size", type=_positive_int, default=128, help="batch size per process")
+    opt.add_argument("--batch-size", type=positive_int, default=128, help="batch size per process")
     opt.add_argument("--blr", type=float, default=5e-4,
                      help="base lr; lr = blr * total batch / 256 (the paper's table says 1e-2)")
     opt.add_argument("--lr", type=float, help="absolute lr (overrides --blr)")
@@ -112,19 +88,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     aug = p.add_argument_group("augmentation and regularisation")
     aug.add_argument("--mixup", type=float, default=0.8, help="mixup alpha (0 = off)")
     aug.add_argument("--cutmix", type=float, default=1.0, help="cutmix alpha (0 = off)")
-    aug.add_argument("--mixup-prob", type=_fraction, default=1.0,
+    aug.add_argument("--mixup-prob", type=fraction, default=1.0,
                      help="probability of mixing a batch")
-    aug.add_argument("--mixup-switch-prob", type=_fraction, default=0.5,
+    aug.add_argument("--mixup-switch-prob", type=fraction, default=0.5,
                      help="probability of cutmix instead of mixup when both are on")
-    aug.add_argument("--smoothing", type=_fraction, default=0.1, help="label smoothing")
-    aug.add_argument("--reprob", type=_fraction, default=0.25, help="random erasing probability")
+    aug.add_argument("--smoothing", type=fraction, default=0.1, help="label smoothing")
+    aug.add_argument("--reprob", type=fraction, default=0.25, help="random erasing probability")
     aug.add_argument("--remode", choices=("const", "rand", "pixel"), default="const",
                      help="random erasing fill (const = 0, the unnormalised background)")
-    aug.add_argument("--recount", type=_positive_int, default=1, help="random erasing count")
+    aug.add_argument("--recount", type=positive_int, default=1, help="random erasing count")
     aug.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0),
                      metavar=("MIN", "MAX"), help="RandomResizedCrop area range")
-    aug.add_argument("--hflip", type=_fraction, default=0.5, help="horizontal flip probability")
-    aug.add_argument("--vflip", type=_fraction, default=0.5, help="vertical flip probability")
+    aug.add_argument("--hflip", type=fraction, default=0.5, help="horizontal flip probability")
+    aug.add_argument("--vflip", type=fraction, default=0.5, help="vertical flip probability")
 
     rt = p.add_argument_group("hardware")
     rt.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")

@@ -13,26 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
+from ._args import fraction, non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,20 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--config-file", default=None, metavar="FILE",
                    help="training config (path or shipped name); None: the config.yaml "
                    "beside --weights")
-    g.add_argument("--score-thresh", type=_fraction, default=0.5, metavar="S",
+    g.add_argument("--score-thresh", type=fraction, default=0.5, metavar="S",
                    help="keep detections scoring at least S (use e.g. 0.05 for COCO AP)")
     g = p.add_argument_group("tiling")
-    g.add_argument("--tile-size", type=_positive_int, default=None, metavar="PX",
+    g.add_argument("--tile-size", type=positive_int, default=None, metavar="PX",
                    help="sliding-window side; None: the training crop size "
                    "(INPUT.LSJ.IMAGE_SIZE)")
-    g.add_argument("--overlap", type=_non_negative_int, default=None, metavar="PX",
+    g.add_argument("--overlap", type=non_negative_int, default=None, metavar="PX",
                    help="minimum overlap of neighbouring windows; should exceed the "
                    "largest cell; None: a quarter of the tile size")
-    g.add_argument("--merge-thresh", type=_fraction, default=0.5, metavar="F",
+    g.add_argument("--merge-thresh", type=fraction, default=0.5, metavar="F",
                    help="overlap (of the smaller instance) above which detections of two "
                    "windows are one instance")
     g = p.add_argument_group("hardware")
-    g.add_argument("--batch", type=_positive_int, default=1, metavar="N",
+    g.add_argument("--batch", type=positive_int, default=1, metavar="N",
                    help="windows per forward pass")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..pretrain.options import add_pretrain_arguments
+from ._args import HelpFormatter
 
 DESCRIPTION = """\
 Self-supervised pretraining of a ViT encoder on N-channel TIFF crops with DAMA
@@ -23,14 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``pretrain`` subcommand."""
     parser = subparsers.add_parser(
         "pretrain", help="DAMA / MAE self-supervised pretraining of a ViT encoder",
-        description=DESCRIPTION, formatter_class=_Formatter,
+        description=DESCRIPTION, formatter_class=HelpFormatter,
     )
     add_pretrain_arguments(parser)
     parser.set_defaults(func=run)
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
 
 
 def run(args: argparse.Namespace) -> int:

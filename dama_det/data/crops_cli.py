@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .synth_cli import HelpFormatter
+from ..cli._args import HelpFormatter
 
 
 def add_parser(data_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

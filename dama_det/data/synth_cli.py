@@ -9,14 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except for None/False ones (required or auto-chosen values)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
+from ..cli._args import HelpFormatter
 
 
 def add_parser(data_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
