@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import DamaUserError
-from ..utils import atomic_torch_save
+from ..utils.io import atomic_torch_save, load_torch_file
 
 CHECKPOINT_FORMAT = "dama_det.pretrain.v1"
 
@@ -57,12 +57,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         DamaUserError: missing, unreadable or not a pretraining checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DamaUserError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise DamaUserError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from None
+    ckpt = load_torch_file(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise DamaUserError(f"{path}: not a dama-det pretraining checkpoint")
     for key in ("model", "model_config", "method_config", "epoch"):

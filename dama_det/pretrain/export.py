@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..errors import DamaUserError
-from ..utils.io import atomic_torch_save
+from ..utils.io import atomic_torch_save, load_torch_file
 
 EXPORT_FORMAT = "dama_det.encoder.v1"
 META_KEYS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
@@ -92,12 +92,7 @@ def load_encoder_export(path: str | os.PathLike) -> dict[str, Any]:
         DamaUserError: missing file, not an export, or missing metadata.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DamaUserError(f"{path}: no such weights file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise DamaUserError(f"{path}: cannot load weights ({type(exc).__name__}: {exc})") from None
+    obj = load_torch_file(path, "weights file")
     if not isinstance(obj, dict) or obj.get("format") != EXPORT_FORMAT:
         raise DamaUserError(
             f"{path}: not a dama_det encoder export (expected format {EXPORT_FORMAT!r}; "

@@ -63,3 +63,26 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     with atomic_output(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def load_torch_file(path: str | os.PathLike, what: str = "file") -> Any:
+    """``torch.load`` on CPU with one-line errors for user mistakes.
+
+    Args:
+        path: the file.
+        what: what the file should be, for messages ("checkpoint", "weights file").
+
+    Raises:
+        DamaUserError: the file is missing or cannot be unpickled.
+    """
+    import torch
+
+    from ..errors import DamaUserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DamaUserError(f"{path}: no such {what}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise DamaUserError(f"{path}: cannot load {what} ({type(exc).__name__}: {exc})") from None
