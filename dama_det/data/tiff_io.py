@@ -153,6 +153,26 @@ class TiffHeader:
         return (self.channels, self.height, self.width)
 
 
+def _read_first_series(path: Path, read):
+    """Open ``path`` as TIFF and return ``read(tif, first_series)``.
+
+    Raises:
+        DamaUserError: missing file, no image in it, or anything tifffile fails on
+            (corrupt or truncated files), as one line naming the file.
+    """
+    if not path.is_file():
+        raise DamaUserError(f"{path}: no such file")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise DamaUserError(f"{path}: cannot read as TIFF (the file holds no image)")
+            return read(tif, tif.series[0])
+    except DamaUserError:
+        raise
+    except Exception as exc:  # tifffile raises several types for corrupt files
+        raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+
+
 def read_tiff_header(path: str | os.PathLike) -> TiffHeader:
     """Channel count, size, pixel type and axes of a TIFF / OME-TIFF, from its header.
 
@@ -171,18 +191,8 @@ def read_tiff_header(path: str | os.PathLike) -> TiffHeader:
             an unsupported pixel type or a layout other than 2-D / 3-D.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DamaUserError(f"{path}: no such file")
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise DamaUserError(f"{path}: cannot read as TIFF (the file holds no image)")
-            series = tif.series[0]
-            shape, axes, dtype = tuple(series.shape), series.axes, np.dtype(series.dtype)
-    except DamaUserError:
-        raise
-    except Exception as exc:  # tifffile raises several types for corrupt files
-        raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+    shape, axes, dtype = _read_first_series(
+        path, lambda tif, series: (tuple(series.shape), series.axes, np.dtype(series.dtype)))
     if not shape or 0 in shape:
         raise DamaUserError(f"{path}: image is empty (shape {shape})")
     _check_pixel_type(dtype, path)
@@ -216,20 +226,8 @@ def read_tiff(path: str | os.PathLike, expected_channels: int | None = None) -> 
             channel count, NaN/Inf values, empty image.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DamaUserError(f"{path}: no such file")
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise DamaUserError(f"{path}: cannot read as TIFF (the file holds no image)")
-            series = tif.series[0]
-            arr = series.asarray()
-            axes = series.axes
-            names = _ome_channel_names(tif)
-    except DamaUserError:
-        raise
-    except Exception as exc:  # tifffile raises several types for corrupt files
-        raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+    arr, axes, names = _read_first_series(
+        path, lambda tif, series: (series.asarray(), series.axes, _ome_channel_names(tif)))
     if arr.size == 0:
         raise DamaUserError(f"{path}: image is empty (shape {arr.shape})")
     source_dtype = arr.dtype
