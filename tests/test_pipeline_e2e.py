@@ -62,15 +62,15 @@ detection: {{config: quick_schedules/mask_rcnn_dama_vit_instant_test.yaml, iters
 methods: [random, mae]
 """)
     out = tmp_path / "cmp"
-    real_cli, calls = compare_mod._cli, []
+    real_cli, calls = compare_mod.run_cli, []
 
-    def dying_cli(argv, log):
+    def dying_cli(argv, log=print):
         calls.append(argv[0])
         if argv[0] == "train" and calls.count("train") == 2:  # killed while training "mae"
             raise KeyboardInterrupt
         real_cli(argv, log)
 
-    monkeypatch.setattr(compare_mod, "_cli", dying_cli)
+    monkeypatch.setattr(compare_mod, "run_cli", dying_cli)
     with pytest.raises(KeyboardInterrupt):
         run_comparison(desc, out, device="cpu")
     assert (out / "runs" / "random" / "seed0" / "predictions" / "predictions.json").is_file()

@@ -21,28 +21,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shlex
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..errors import DamaUserError
 from ..utils.io import atomic_write_bytes, atomic_write_json
 from .run_spec import MethodSpec, RunSpec, load_run_spec
-from .stages import iteration_schedule_opts, run_stage
+from .stages import iteration_schedule_opts, run_cli, run_stage
 
 TABLE_METRICS = (("bbox", "AP"), ("segm", "AP"), ("bbox", "AP50"), ("bbox", "AP75"),
                  ("segm", "AP50"), ("segm", "AP75"))
-
-
-def _cli(argv: list[str], log: Callable[[str], None]) -> None:
-    from ..cli import main
-
-    log("      $ dama-det " + " ".join(shlex.quote(a) for a in argv))
-    rc = main(argv)
-    if rc:
-        raise DamaUserError(f"command failed with exit status {rc}: dama-det {' '.join(argv[:2])}")
 
 
 class Comparison:
@@ -74,23 +63,23 @@ class Comparison:
                     args += [f"--{key.replace('_', '-')}", str(d[key])]
             train, val = data / "tiles" / "train.json", data / "tiles" / "val.json"
             self._stage("data: synthetic tissue", [data / "meta.json", train, val],
-                        lambda: _cli(args, self.log))
+                        lambda: run_cli(args, self.log))
             return train, val, data / "crops", 7
         if d["type"] == "coco":
             return d["train_json"], d["val_json"], d["pretrain_crops"], self._channels(d["train_json"])
         train, val, crops = data / "train.json", data / "val.json", data / "crops"
         self._stage("data: training images -> COCO", [train],
-                    lambda: _cli(["data", "to-coco", str(d["train"]), "--out", str(train),
+                    lambda: run_cli(["data", "to-coco", str(d["train"]), "--out", str(train),
                                   "--quiet"], self.log))
         self._stage("data: validation images -> COCO", [val],
-                    lambda: _cli(["data", "to-coco", str(d["val"]), "--out", str(val),
+                    lambda: run_cli(["data", "to-coco", str(d["val"]), "--out", str(val),
                                   "--quiet"], self.log))
         crop_args = ["data", "crops", str(d["train"]), "--out", str(crops), "--quiet",
                      "--crop-size", str(d.get("crop_size", 128))]
         if "max_crops" in d:
             crop_args += ["--max-crops", str(d["max_crops"])]
         self._stage("data: cell-centred pretraining crops", [crops / "crops.csv"],
-                    lambda: _cli(crop_args, self.log))
+                    lambda: run_cli(crop_args, self.log))
         return train, val, crops, self._channels(train)
 
     @staticmethod
@@ -124,10 +113,10 @@ class Comparison:
                 if key in p:
                     args += [f"--{key.replace('_', '-')}", str(p[key])]
             self._stage(f"{tag}: pretrain {m.method}", [run / "pretrain" / "encoder.pth"],
-                        lambda: _cli(args, self.log))
+                        lambda: run_cli(args, self.log))
             encoder = run / "encoder.pth"
             self._stage(f"{tag}: export encoder", [encoder],
-                        lambda: _cli(["export", str(run / "pretrain" / "checkpoint-last.pth"),
+                        lambda: run_cli(["export", str(run / "pretrain" / "checkpoint-last.pth"),
                                       "--out", str(encoder)], self.log))
         det = self.spec.detection
         train_args = ["train", "--config-file", str(det["config"]),
@@ -141,10 +130,10 @@ class Comparison:
         if det.get("iters"):
             opts = [*iteration_schedule_opts(int(det["iters"])), *opts]
         self._stage(f"{tag}: train Mask R-CNN", [run / "detector" / "model_final.pth"],
-                    lambda: _cli(train_args + opts, self.log))
+                    lambda: run_cli(train_args + opts, self.log))
         preds = run / "predictions" / "predictions.json"
         self._stage(f"{tag}: predict validation images", [preds],
-                    lambda: _cli(["predict", str(val), "--weights",
+                    lambda: run_cli(["predict", str(val), "--weights",
                                   str(run / "detector" / "model_final.pth"), "--out",
                                   str(run / "predictions"), "--score-thresh", "0.05",
                                   "--device", self.device, "--quiet"], self.log))
@@ -170,7 +159,7 @@ class Comparison:
                 args += ["--max-dets", str(self.spec.evaluation["max_dets"])]
             args += ["--area-ranges", str(self.spec.evaluation.get("area_ranges", "cells"))]
             self._stage(f"seed {seed}: evaluate all methods", [ev / "metrics.json"],
-                        lambda: _cli(args, self.log))
+                        lambda: run_cli(args, self.log))
             metrics[seed] = json.loads((ev / "metrics.json").read_text())
         return write_results(self.out, self.spec, metrics)
 

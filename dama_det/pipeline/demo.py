@@ -13,14 +13,13 @@ subcommand, printed as it runs so it can be repeated by hand):
 """
 from __future__ import annotations
 
-import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..errors import DamaUserError
 from .report import write_demo_report
-from .stages import StageResult, iteration_schedule_opts, run_stage
+from .stages import StageResult, iteration_schedule_opts, run_cli, run_stage
 
 
 @dataclass
@@ -53,15 +52,6 @@ PRESETS: dict[str, DemoSize] = {
                     pretrain_model="tiny", pretrain_epochs=200, pretrain_batch=256, pretrain_blr=1.5e-4,
                     det_config="mask_rcnn_dama_vit_tiny_50ep_synth7.yaml", det_iters=0),
 }
-
-
-def _cli(argv: list[str], log: Callable[[str], None]) -> None:
-    from ..cli import main
-
-    log("      $ dama-det " + " ".join(shlex.quote(a) for a in argv))
-    rc = main(argv)
-    if rc:
-        raise DamaUserError(f"stage command failed with exit status {rc}: dama-det {argv[0]}")
 
 
 def run_demo(
@@ -99,12 +89,12 @@ def run_demo(
         results.append(run_stage(name, outputs, fn, force=force, log=log))
 
     stage("1/7 data: synthetic 7-channel tissue", [data / "meta.json", train_json, val_json],
-          lambda: _cli(["data", "synth", "--out", str(data), "--n-train-tiles", str(size.train_tiles),
+          lambda: run_cli(["data", "synth", "--out", str(data), "--n-train-tiles", str(size.train_tiles),
                         "--n-val-tiles", str(size.val_tiles), "--tile-size", str(size.tile_size),
                         "--n-crops-per-type", str(size.crops_per_type), "--seed", str(seed)], log))
     stage(f"2/7 pretrain: {size.method} ({size.pretrain_model} ViT, {size.pretrain_epochs} epochs)",
           [pre / "encoder.pth"],  # written when the whole schedule has run
-          lambda: _cli(["pretrain", "--data", str(data / "crops"), "--output-dir", str(pre),
+          lambda: run_cli(["pretrain", "--data", str(data / "crops"), "--output-dir", str(pre),
                         "--method", size.method, "--model", size.pretrain_model,
                         "--epochs", str(size.pretrain_epochs),
                         "--warmup-epochs", str(max(1, size.pretrain_epochs // 10)),
@@ -113,20 +103,20 @@ def run_demo(
                         "--device", device, "--num-workers", "0",
                         *([] if force else ["--resume", "auto"])], log))
     stage("3/7 export: student-1 encoder", [encoder],
-          lambda: _cli(["export", str(pre / "checkpoint-last.pth"), "--out", str(encoder)], log))
+          lambda: run_cli(["export", str(pre / "checkpoint-last.pth"), "--out", str(encoder)], log))
     det_opts = ["--seed", str(seed)]
     if size.det_iters:
         det_opts += iteration_schedule_opts(size.det_iters)
     stage("4/7 train: Mask R-CNN from the pretrained encoder", [det / "model_final.pth"],
-          lambda: _cli(["train", "--config-file", size.det_config, "--output-dir", str(det),
+          lambda: run_cli(["train", "--config-file", size.det_config, "--output-dir", str(det),
                         "--train-json", str(train_json), "--val-json", str(val_json),
                         "--weights", str(encoder), *([] if force else ["--resume"]),
                         *(["--device", device] if device != "auto" else []), *det_opts], log))
     stage("5/7 predict: tiled inference on the validation tiles", [pred / "predictions.json"],
-          lambda: _cli(["predict", str(val_json), "--weights", str(det / "model_final.pth"),
+          lambda: run_cli(["predict", str(val_json), "--weights", str(det / "model_final.pth"),
                         "--out", str(pred), "--score-thresh", "0.05", "--device", device], log))
     stage("6/7 eval: box/mask AP, PR curves, error breakdown", [ev / "metrics.json"],
-          lambda: _cli(["eval", "--gt", str(val_json), "--results",
+          lambda: run_cli(["eval", "--gt", str(val_json), "--results",
                         f"{size.method}={pred / 'predictions.json'}", "--out", str(ev),
                         "--area-ranges", "cells"], log))
     report = out / "report.md"

@@ -7,10 +7,13 @@ killed run continues where it stopped; ``force=True`` re-runs it anyway.
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
+
+from ..errors import DamaUserError
 
 logger = logging.getLogger(__name__)
 
@@ -76,3 +79,17 @@ def iteration_schedule_opts(max_iter: int, step_fractions: Sequence[float] = (0.
     return ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", f"({', '.join(map(str, steps))},)",
             "SOLVER.WARMUP_ITERS", str(min(warmup_iters, max(1, max_iter // 4))),
             "SOLVER.CHECKPOINT_PERIOD", str(max(1, max_iter // 4))]
+
+
+def run_cli(argv: list[str], log: Callable[[str], None] = print) -> None:
+    """Run ``dama-det ARGV`` in this process, printing the command first.
+
+    Raises:
+        DamaUserError: the command exited with a non-zero status.
+    """
+    from ..cli import main
+
+    log("      $ dama-det " + " ".join(shlex.quote(a) for a in argv))
+    rc = main(argv)
+    if rc:
+        raise DamaUserError(f"command failed with exit status {rc}: dama-det {' '.join(argv[:2])}")
