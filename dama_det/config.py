@@ -1,8 +1,12 @@
 """``add_dama_config(cfg)``: every config key dama_det adds to Detectron2's defaults.
 
-Input images are N-channel TIFFs scaled to [0, 1] (the paper uses no mean/std
-normalisation), so configs set ``MODEL.PIXEL_MEAN = [0.0] * C`` and
-``MODEL.PIXEL_STD = [1.0] * C``; the channel count everywhere is ``len(PIXEL_MEAN)``.
+Input images are N-channel TIFFs scaled to [0, 1] (``INPUT.INTENSITY_SCALING``). By
+default (``INPUT.PIXEL_STATS = "train"``) training then sets ``MODEL.PIXEL_MEAN`` /
+``PIXEL_STD`` to the per-channel mean and std of the scaled training images, so the
+detector sees standardised input (dark fluorescence images otherwise give tokens that
+carry position more than content; BENCHMARKS.md measures it). The values are written
+into the run's ``config.yaml``, so prediction uses the same ones. The channel count
+everywhere is ``len(PIXEL_MEAN)``: configs list one value per channel.
 
 The backbone keys live under ``MODEL.DAMA_VIT`` (see
 ``dama_det.modeling.vit_backbone.build_dama_vit_fpn_backbone``). ``MODEL.WEIGHTS``
@@ -43,6 +47,8 @@ def add_dama_config(cfg: CN) -> CN:
     cfg.INPUT.PAD_VALUE = 0.0  # value used to pad images after scaling
     cfg.MODEL.PIXEL_MEAN = [0.0] * len(DEFAULT_CHANNEL_NAMES)
     cfg.MODEL.PIXEL_STD = [1.0] * len(DEFAULT_CHANNEL_NAMES)
+    cfg.INPUT.PIXEL_STATS = "train"  # "train": PIXEL_MEAN/STD := per-channel mean/std of the scaled training images; "config": as given
+    cfg.INPUT.PIXEL_STATS_MAX_IMAGES = 256  # with "train": at most this many training images (seeded sample) are read
 
     # ---- device ----
     cfg.MODEL.DEVICE = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1"

@@ -1,5 +1,5 @@
 """End to end at the smallest size: `dama-det demo --preset smoke` and a resumed
-`dama-det compare` (random init vs MAE) on the demo's data."""
+`dama-det compare` (random init vs the untrained export vs MAE) on the demo's data."""
 from __future__ import annotations
 
 import json
@@ -59,14 +59,14 @@ dataset: {{type: coco, train_json: {data}/tiles/train.json, val_json: {data}/til
           pretrain_crops: {data}/crops}}
 pretrain: {{model: test, epochs: 1, batch_size: 16}}
 detection: {{config: quick_schedules/mask_rcnn_dama_vit_instant_test.yaml, iters: 4}}
-methods: [random, mae]
+methods: [random, init, mae]
 """)
     out = tmp_path / "cmp"
     real_cli, calls = compare_mod.run_cli, []
 
     def dying_cli(argv, log=print):
         calls.append(argv[0])
-        if argv[0] == "train" and calls.count("train") == 2:  # killed while training "mae"
+        if argv[0] == "train" and calls.count("train") == 3:  # killed while training "mae"
             raise KeyboardInterrupt
         real_cli(argv, log)
 
@@ -76,6 +76,12 @@ methods: [random, mae]
     assert (out / "runs" / "random" / "seed0" / "predictions" / "predictions.json").is_file()
     assert (out / "runs" / "mae" / "seed0" / "encoder.pth").is_file()
     assert not (out / "results.md").exists()
+    # the init control: the untrained export of the same pretraining model, no training
+    from dama_det.pretrain.export import load_encoder_export
+
+    init = load_encoder_export(out / "runs" / "init" / "seed0" / "pretrain" / "encoder.pth")
+    assert init["epoch"] == 0 and init["embed_dim"] == 64
+    assert not (out / "runs" / "init" / "seed0" / "pretrain" / "checkpoint-last.pth").exists()
 
     calls.clear()
     capsys.readouterr()
@@ -83,10 +89,46 @@ methods: [random, mae]
     # the second run did only what was left: mae's training, prediction, the evaluation
     assert calls == ["train", "predict", "eval"]
     table = results.read_text()
-    assert "| random |" in table and "| mae |" in table
+    assert "| random |" in table and "| init |" in table and "| mae |" in table
     summary = json.loads((out / "results.json").read_text())
-    assert set(summary["table"]) == {"random", "mae"}
+    assert set(summary["table"]) == {"random", "init", "mae"}
     for row in summary["table"].values():
         assert 0.0 <= row["segm/AP"]["mean"] <= 1.0 and row["segm/AP"]["n"] == 1
+    # gains over both controls: paired per-seed differences of the table's numbers
+    gains, seed0 = summary["gains"], summary["per_seed"]["0"]
+    assert gains["random"]["segm/AP vs random"]["mean"] == 0.0
+    assert gains["init"]["bbox/AP vs init"]["mean"] == 0.0
+    assert gains["mae"]["segm/AP vs init"]["mean"] == pytest.approx(
+        seed0["mae"]["segm"]["AP"] - seed0["init"]["segm"]["AP"])
+    assert "Gain over the controls" in table and "mask AP vs init" in table
     figures = list((out / "eval" / "seed0" / "figures").glob("compare_*.png"))
     assert figures, "methods overlaid in comparison figures"
+
+
+def test_compare_with_label_fractions(smoke_demo, tmp_path):
+    data = smoke_demo / "data"
+    n_train = len(json.loads((data / "tiles" / "train.json").read_text())["images"])
+    desc = tmp_path / "run.yaml"
+    desc.write_text(f"""
+name: labels
+seeds: [0]
+dataset: {{type: coco, train_json: {data}/tiles/train.json, val_json: {data}/tiles/val.json,
+          pretrain_crops: {data}/crops, label_fraction: [0.5, 1.0]}}
+detection: {{config: quick_schedules/mask_rcnn_dama_vit_instant_test.yaml, iters: 2}}
+methods: [random, classical]
+""")
+    out = tmp_path / "cmp"
+    results = run_comparison(desc, out, device="cpu").read_text()
+    # the classical floor: predicted once, evaluated beside the detectors at every fraction
+    assert (out / "runs" / "classical" / "predictions" / "predictions.json").is_file()
+    assert not (out / "runs" / "classical" / "seed0").exists()
+    for name in ("seed0", "seed0_f0.5"):
+        m = json.loads((out / "eval" / name / "metrics.json").read_text())
+        assert set(m) == {"random", "classical"} and 0 <= m["classical"]["segm"]["AP"] <= 1
+    subset = json.loads((out / "data" / "train_f0.5_seed0.json").read_text())
+    assert len(subset["images"]) == max(1, round(n_train / 2))
+    cfg = (out / "runs" / "random" / "seed0" / "detector_f0.5" / "config.yaml").read_text()
+    assert "train_f0.5_seed0.json" in cfg  # the detector saw only the labelled subset
+    assert (out / "eval" / "seed0_f0.5" / "metrics.json").is_file()
+    assert (out / "eval" / "seed0" / "metrics.json").is_file()
+    assert "50 % labels" in results and (out / "ap_vs_labels.png").is_file()

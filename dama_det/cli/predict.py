@@ -98,6 +98,13 @@ def load_predict_config(config_file: str | None, weights: str):
     except Exception as exc:  # yaml errors
         raise DamaUserError(f"{path}: cannot read config ({type(exc).__name__}: {exc})") \
             from None
+    if config_file and str(cfg.INPUT.PIXEL_STATS).lower() == "train":
+        import sys
+
+        print(f"warning: {path} sets INPUT.PIXEL_STATS train: training replaced its "
+              "PIXEL_MEAN/PIXEL_STD by the training images' statistics, which only the run's "
+              "config.yaml (beside the weights; the default without --config-file) holds",
+              file=sys.stderr)
     return cfg
 
 

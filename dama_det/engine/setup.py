@@ -127,6 +127,41 @@ def apply_epoch_schedule(cfg: CfgNode) -> None:
     )
 
 
+def apply_pixel_stats(cfg: CfgNode) -> None:
+    """With ``INPUT.PIXEL_STATS == "train"``: set ``MODEL.PIXEL_MEAN`` / ``PIXEL_STD`` to
+    the per-channel mean / std of the scaled training images (at most
+    ``INPUT.PIXEL_STATS_MAX_IMAGES``, a sample seeded by 0), then mark the config
+    ``PIXEL_STATS: config`` so that the saved ``config.yaml`` keeps these values when it is
+    loaded again (prediction, ``--eval-only``). Needs the training datasets registered.
+
+    Raises:
+        DamaUserError: unknown mode, or images whose channel count differs from
+            ``len(MODEL.PIXEL_MEAN)``.
+    """
+    mode = str(cfg.INPUT.PIXEL_STATS).lower()
+    if mode == "config":
+        return
+    if mode != "train":
+        raise DamaUserError(f"INPUT.PIXEL_STATS: expected 'train' or 'config', got {mode!r}")
+    from ..data.normalize import scale_intensities
+    from ..data.pixel_stats import pixel_stats
+    from ..data.tiff_io import read_tiff
+
+    channels = len(cfg.MODEL.PIXEL_MEAN)
+    scaling, prange = cfg.INPUT.INTENSITY_SCALING, tuple(cfg.INPUT.PERCENTILE_RANGE)
+
+    def load(path):
+        tiff = read_tiff(path, expected_channels=channels)
+        return scale_intensities(tiff.image, scaling, tiff.dtype, prange)
+
+    files = sorted({d["file_name"] for name in cfg.DATASETS.TRAIN for d in DatasetCatalog.get(name)})
+    mean, std = pixel_stats(files, load, max_images=int(cfg.INPUT.PIXEL_STATS_MAX_IMAGES))
+    cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = mean, std
+    cfg.INPUT.PIXEL_STATS = "config"
+    logger.info("Input standardisation from %d training image(s): PIXEL_MEAN %s, PIXEL_STD %s",
+                min(len(files), int(cfg.INPUT.PIXEL_STATS_MAX_IMAGES)), mean, std)
+
+
 def setup_dama_logger(output_dir: str) -> logging.Logger:
     """Send dama_det's own log records (weights report, datasets, schedule) to the
     console and to ``OUTPUT_DIR/log.txt`` like Detectron2's."""
@@ -142,7 +177,7 @@ def setup_dama_logger(output_dir: str) -> logging.Logger:
 
 def setup(args: argparse.Namespace) -> CfgNode:
     """Full setup in one process (each DDP worker runs it): config, datasets, epoch
-    schedule, frozen config, Detectron2's ``default_setup`` (logging, config.yaml in
+    schedule, input standardisation, frozen config, Detectron2's ``default_setup`` (logging, config.yaml in
     OUTPUT_DIR, seeding).
 
     Returns:
@@ -154,6 +189,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     setup_dama_logger(cfg.OUTPUT_DIR)
     register_datasets_from_cfg(cfg)
     apply_epoch_schedule(cfg)
+    apply_pixel_stats(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     _save_portable_config(cfg, requested_device)

@@ -1,37 +1,35 @@
 """``dama-det compare``: the paper's experiment as a tool.
 
 For every seed and method of a run description (:mod:`.run_spec`): pretrain (MAE /
-DAMA variants; nothing for random init or a given export), export the encoder, train
-the same Mask R-CNN schedule, predict the validation images; then evaluate all methods
-of a seed together (PR-per-IoU and error-breakdown figures overlay the methods) and
-write one table of box/mask AP, AP50, AP75 per method as mean and std over seeds.
+DAMA variants; nothing for random init or a given export; the untrained export for
+``init``), export the encoder, train the same Mask R-CNN schedule (on every labelled
+fraction of the training images), predict the validation images (``classical``: Otsu
++ watershed, no training); then evaluate all methods of a seed together (PR-per-IoU and
+error-breakdown figures overlay the methods) and write the tables of
+:mod:`.compare_results` (AP per method as mean and std over seeds, gains over the
+controls, AP against the labelled fraction).
 
-Layout of the output folder::
+Layout of the output folder (``_f<fraction>`` for label fractions below 1)::
 
-    data/                      dataset json files and pretraining crops
-    runs/<method>/seed<k>/     pretrain/, encoder.pth, detector/, predictions/
-    eval/seed<k>/              metrics.json, summary.md, figures/ (all methods)
-    results.md, results.csv, results.json, report.md
+    data/                      dataset json files, labelled subsets, pretraining crops
+    runs/<method>/seed<k>/     pretrain/, encoder.pth, detector[_f..]/, predictions[_f..]/
+    runs/classical/predictions/
+    eval/seed<k>[_f..]/        metrics.json, summary.md, figures/ (all methods)
+    results.md, results.csv, results.json, report.md, ap_vs_labels.png
 
 Every stage is skipped when its outputs exist and pretraining / detector training
 resume from their last checkpoints, so a killed comparison continues where it stopped.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from ..utils.io import atomic_write_bytes, atomic_write_json
+from ..utils.io import atomic_write_bytes
+from .compare_results import fraction_tag, write_results
 from .run_spec import MethodSpec, RunSpec, load_run_spec
 from .stages import iteration_schedule_opts, run_cli, run_stage
-
-TABLE_METRICS = (("bbox", "AP"), ("segm", "AP"), ("bbox", "AP50"), ("bbox", "AP75"),
-                 ("segm", "AP50"), ("segm", "AP75"))
 
 
 class Comparison:
@@ -94,16 +92,27 @@ class Comparison:
         return read_tiff(Path(coco_json).parent / first["file_name"]).image.shape[0]
 
     # ---- one method, one seed -------------------------------------------------
-    def run_method(self, m: MethodSpec, seed: int, train: Path, val: Path, crops: Path,
-                   channels: int) -> Path:
-        """Pretrain/export (if needed), train, predict; returns the predictions json."""
+    def labelled_train(self, train: Path, fraction: float, seed: int) -> Path:
+        """The training json with ``fraction`` of its images (seeded, shared by all methods)."""
+        if fraction == 1.0:
+            return train
+        subset = self.data / f"train{fraction_tag(fraction)}_seed{seed}.json"
+        from ..data.label_subset import write_label_subset
+
+        self._stage(f"data: {100 * fraction:g} % labelled subset, seed {seed}", [subset],
+                    lambda: write_label_subset(train, fraction, seed, subset))
+        return subset
+
+    def pretrained_encoder(self, m: MethodSpec, seed: int, crops: Path, channels: int) -> Path | None:
+        """Pretrain and export (methods ``init`` and pretraining); the encoder to load."""
         run = self.out / "runs" / m.name / f"seed{seed}"
         tag = f"{m.name} seed {seed}"
         encoder: Path | None = m.weights
-        if m.kind == "pretrain":
+        if m.kind in ("pretrain", "init"):
             p = self.spec.pretrain
+            method = m.method or "mae"
             args = ["pretrain", "--data", str(crops), "--output-dir", str(run / "pretrain"),
-                    "--method", m.method, "--model", str(p.get("model", "test")),
+                    "--method", method, "--model", str(p.get("model", "test")),
                     "--epochs", str(p.get("epochs", 30)),
                     "--batch-size", str(p.get("batch_size", 32)),
                     "--in-chans", str(channels), "--seed", str(seed), "--device", self.device,
@@ -112,15 +121,37 @@ class Comparison:
             for key in ("img_size", "blr"):
                 if key in p:
                     args += [f"--{key.replace('_', '-')}", str(p[key])]
-            self._stage(f"{tag}: pretrain {m.method}", [run / "pretrain" / "encoder.pth"],
-                        lambda: run_cli(args, self.log))
-            encoder = run / "encoder.pth"
-            self._stage(f"{tag}: export encoder", [encoder],
-                        lambda: run_cli(["export", str(run / "pretrain" / "checkpoint-last.pth"),
-                                      "--out", str(encoder)], self.log))
+            if m.kind == "init":
+                encoder = run / "pretrain" / "encoder.pth"
+                self._stage(f"{tag}: untrained export", [encoder],
+                            lambda: run_cli(args + ["--untrained"], self.log))
+            else:
+                self._stage(f"{tag}: pretrain {method}", [run / "pretrain" / "encoder.pth"],
+                            lambda: run_cli(args, self.log))
+                encoder = run / "encoder.pth"
+                self._stage(f"{tag}: export encoder", [encoder],
+                            lambda: run_cli(["export", str(run / "pretrain" / "checkpoint-last.pth"),
+                                             "--out", str(encoder)], self.log))
+        return encoder
+
+    def run_method(self, m: MethodSpec, seed: int, fraction: float, train: Path, val: Path,
+                   encoder: Path | None) -> Path:
+        """Train Mask R-CNN (from ``encoder`` if given) on ``train``, predict ``val``;
+        returns the predictions json."""
+        if m.kind == "classical":  # no training: one prediction serves every seed and fraction
+            preds = self.out / "runs" / m.name / "predictions" / "predictions.json"
+            from ..inference.classical import predict_classical
+
+            self._stage(f"{m.name}: Otsu + watershed on the validation images", [preds],
+                        lambda: predict_classical([str(val)], preds.parent, progress=False))
+            return preds
+        run = self.out / "runs" / m.name / f"seed{seed}"
+        tag = f"{m.name} seed {seed}" + (f" {100 * fraction:g} % labels" if fraction < 1 else "")
+        detector, predictions = (run / f"{name}{fraction_tag(fraction)}"
+                                 for name in ("detector", "predictions"))
         det = self.spec.detection
         train_args = ["train", "--config-file", str(det["config"]),
-                      "--output-dir", str(run / "detector"), "--train-json", str(train),
+                      "--output-dir", str(detector), "--train-json", str(train),
                       "--val-json", str(val), "--resume", "--seed", str(seed)]
         if encoder is not None:
             train_args += ["--weights", str(encoder)]
@@ -129,13 +160,13 @@ class Comparison:
         opts = [str(o) for o in det.get("opts", [])]
         if det.get("iters"):
             opts = [*iteration_schedule_opts(int(det["iters"])), *opts]
-        self._stage(f"{tag}: train Mask R-CNN", [run / "detector" / "model_final.pth"],
+        self._stage(f"{tag}: train Mask R-CNN", [detector / "model_final.pth"],
                     lambda: run_cli(train_args + opts, self.log))
-        preds = run / "predictions" / "predictions.json"
+        preds = predictions / "predictions.json"
         self._stage(f"{tag}: predict validation images", [preds],
                     lambda: run_cli(["predict", str(val), "--weights",
-                                  str(run / "detector" / "model_final.pth"), "--out",
-                                  str(run / "predictions"), "--score-thresh", "0.05",
+                                  str(detector / "model_final.pth"), "--out",
+                                  str(predictions), "--score-thresh", "0.05",
                                   "--device", self.device, "--quiet"], self.log))
         return preds
 
@@ -148,66 +179,29 @@ class Comparison:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.out / "run.yaml", self.spec.source.read_bytes())
         train, val, crops, channels = self.prepare_data()
-        metrics: dict[int, dict] = {}
+        fractions = self.spec.label_fractions
+        metrics: dict[float, dict[int, dict]] = {f: {} for f in fractions}
         for seed in self.spec.seeds:
-            preds = {m.name: self.run_method(m, seed, train, val, crops, channels)
-                     for m in self.spec.methods}
-            ev = self.out / "eval" / f"seed{seed}"
-            args = ["eval", "--gt", str(val), "--out", str(ev), "--results",
-                    *[f"{name}={p}" for name, p in preds.items()]]
-            if self.spec.evaluation.get("max_dets"):
-                args += ["--max-dets", str(self.spec.evaluation["max_dets"])]
-            args += ["--area-ranges", str(self.spec.evaluation.get("area_ranges", "cells"))]
-            self._stage(f"seed {seed}: evaluate all methods", [ev / "metrics.json"],
-                        lambda: run_cli(args, self.log))
-            metrics[seed] = json.loads((ev / "metrics.json").read_text())
+            encoders = {m.name: self.pretrained_encoder(m, seed, crops, channels)
+                        for m in self.spec.methods}
+            for fraction in fractions:
+                labelled = self.labelled_train(train, fraction, seed)
+                preds = {m.name: self.run_method(m, seed, fraction, labelled, val, encoders[m.name])
+                         for m in self.spec.methods}
+                metrics[fraction][seed] = self.evaluate(preds, val, f"seed{seed}{fraction_tag(fraction)}")
         return write_results(self.out, self.spec, metrics)
 
-
-def aggregate(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean and std over seeds of every table metric: ``{method: {"bbox/AP": {mean, std, n}}}``."""
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for m in spec.methods:
-        row = {}
-        for iou_type, key in TABLE_METRICS:
-            values = [metrics[s][m.name].get(iou_type, {}).get(key) for s in spec.seeds]
-            values = [v for v in values if v is not None and v >= 0]
-            row[f"{iou_type}/{key}"] = {
-                "mean": float(np.mean(values)) if values else float("nan"),
-                "std": float(np.std(values)) if values else float("nan"),
-                "n": len(values)}
-        table[m.name] = row
-    return table
-
-
-def write_results(out: Path, spec: RunSpec, metrics: dict[int, dict]) -> Path:
-    """Write results.{md,csv,json} and report.md; returns results.md."""
-    table = aggregate(spec, metrics)
-    cols = [f"{t}/{k}" for t, k in TABLE_METRICS]
-    names = {"bbox/AP": "box AP", "segm/AP": "mask AP", "bbox/AP50": "box AP50",
-             "bbox/AP75": "box AP75", "segm/AP50": "mask AP50", "segm/AP75": "mask AP75"}
-    n = len(spec.seeds)
-    lines = [f"# {spec.name}: Mask R-CNN AP (%) per pretraining method",
-             "", f"mean ± std over {n} seed(s) {spec.seeds}; same seed for every method.", "",
-             "| method | " + " | ".join(names[c] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["method"] + [f"{names[c]} {s}" for c in cols for s in ("mean", "std")])
-    for method, row in table.items():
-        lines.append(f"| {method} | " + " | ".join(
-            f"{100 * row[c]['mean']:.1f} ± {100 * row[c]['std']:.1f}" for c in cols) + " |")
-        writer.writerow([method] + [f"{100 * row[c][s]:.3f}" for c in cols for s in ("mean", "std")])
-    atomic_write_bytes(out / "results.csv", buf.getvalue().encode())
-    atomic_write_json(out / "results.json", {"name": spec.name, "seeds": spec.seeds,
-                                            "table": table, "per_seed": metrics})
-    first = out / "eval" / f"seed{spec.seeds[0]}"
-    figs = sorted((first / "figures").glob("compare_*.png")) or sorted((first / "figures").glob("*.png"))
-    report = lines + ["", f"## Figures (seed {spec.seeds[0]}, all methods overlaid)", ""] + [
-        f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figs] + [
-        "", "Per-seed numbers: `eval/seed<k>/metrics.json` and `summary.md`.", ""]
-    atomic_write_bytes(out / "report.md", "\n".join(report).encode())
-    path = atomic_write_bytes(out / "results.md", ("\n".join(lines) + "\n").encode())
-    return path
+    def evaluate(self, preds: dict[str, Path], val: Path, name: str) -> dict:
+        """Evaluate all methods' predictions together into ``eval/<name>``; its metrics."""
+        ev = self.out / "eval" / name
+        args = ["eval", "--gt", str(val), "--out", str(ev), "--results",
+                *[f"{method}={p}" for method, p in preds.items()]]
+        if self.spec.evaluation.get("max_dets"):
+            args += ["--max-dets", str(self.spec.evaluation["max_dets"])]
+        args += ["--area-ranges", str(self.spec.evaluation.get("area_ranges", "cells"))]
+        self._stage(f"{name}: evaluate all methods", [ev / "metrics.json"],
+                    lambda: run_cli(args, self.log))
+        return json.loads((ev / "metrics.json").read_text())
 
 
 def run_comparison(description: str | Path, out_dir: str | Path | None = None, *,

@@ -10,11 +10,16 @@ Example (``configs/compare/synth7_cpu.yaml``)::
       n_val_tiles: 2
       tile_size: 256
       n_crops_per_type: 64
+      label_fraction: [0.1, 1.0]  # optional: detector trained on these shares of the
+                                  # training images (seeded subsets, same for every method)
     # folders: {type: folders, train: DIR, val: DIR, crop_size: 128, max_crops: 4000}
     # coco:    {type: coco, train_json: F, val_json: F, pretrain_crops: DIR}
     pretrain: {model: mini, epochs: 60, batch_size: 32, blr: 1.0e-3, args: []}
     detection: {config: quick_schedules/mask_rcnn_dama_vit_demo_cpu.yaml, iters: 1000, opts: []}
-    methods: [random, mae, dama, dama-rand, dama-ema, {name: mine, weights: enc.pth}]
+    methods: [random, init, mae, dama, dama-rand, dama-ema, {name: mine, weights: enc.pth}]
+    # random: detectron2's own initialisation; init: the pretraining model's untrained
+    # export (same architecture, seed and loader as the pretrained ones: the null control);
+    # classical: Otsu threshold + distance-transform watershed, no training (the floor)
     evaluation: {area_ranges: cells, max_dets: 1000}   # optional (these are the defaults)
 
 Relative paths are resolved against the YAML file's folder.
@@ -35,10 +40,11 @@ DATASET_TYPES = ("synth", "folders", "coco")
 
 @dataclass
 class MethodSpec:
-    """One compared method: random init, a pretraining method, or a given export."""
+    """One compared method: random init, the untrained export, the classical baseline, a
+    pretraining method, or a given export."""
 
     name: str
-    kind: str  # "random" | "pretrain" | "weights"
+    kind: str  # "random" | "init" | "classical" | "pretrain" | "weights"
     method: str | None = None  # pretraining method (kind "pretrain")
     weights: Path | None = None  # encoder export (kind "weights")
 
@@ -55,6 +61,7 @@ class RunSpec:
     detection: dict[str, Any]
     methods: list[MethodSpec]
     evaluation: dict[str, Any] = field(default_factory=dict)
+    label_fractions: list[float] = field(default_factory=lambda: [1.0])
 
 
 def _fail(path: Path, key: str, msg: str) -> DamaUserError:
@@ -81,10 +88,10 @@ def _parse_method(item: Any, base: Path, path: Path, i: int) -> MethodSpec:
     if "weights" in item:
         return MethodSpec(name, "weights", weights=_path(base, item["weights"], path, key + ".weights"))
     method = item.get("method", name)
-    if method == "random":
-        return MethodSpec(name, "random")
+    if method in ("random", "init", "classical"):
+        return MethodSpec(name, method)
     if method not in PRETRAIN_METHODS:
-        raise _fail(path, key, f"unknown method {method!r}; use random, "
+        raise _fail(path, key, f"unknown method {method!r}; use random, init, classical, "
                     f"{', '.join(PRETRAIN_METHODS)} or give 'weights'")
     return MethodSpec(name, "pretrain", method=method)
 
@@ -128,6 +135,13 @@ def load_run_spec(path: str | Path) -> RunSpec:
         dataset[key] = _path(base, dataset[key], path, f"dataset.{key}")
         if not dataset[key].exists():
             raise _fail(path, f"dataset.{key}", f"{dataset[key]} does not exist")
+    fractions = dataset.pop("label_fraction", [1.0])
+    fractions = fractions if isinstance(fractions, list) else [fractions]
+    if not fractions or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                and 0 < f <= 1 for f in fractions):
+        raise _fail(path, "dataset.label_fraction",
+                    f"expected a number or list of numbers in (0, 1], got {fractions!r}")
+    fractions = sorted({float(f) for f in fractions}, reverse=True)
     methods_raw = raw["methods"]
     if not isinstance(methods_raw, list) or not methods_raw:
         raise _fail(path, "methods", "expected a non-empty list")
@@ -144,5 +158,5 @@ def load_run_spec(path: str | Path) -> RunSpec:
     return RunSpec(
         name=str(raw.get("name", path.stem)), source=path, seeds=list(seeds), dataset=dataset,
         pretrain=dict(raw.get("pretrain") or {}), detection=detection, methods=methods,
-        evaluation=dict(raw.get("evaluation") or {}),
+        evaluation=dict(raw.get("evaluation") or {}), label_fractions=fractions,
     )

@@ -97,6 +97,16 @@ class DAMAPretrainer(nn.Module):
     def __init__(self, model_cfg: MAEConfig, method_cfg: MethodConfig):
         super().__init__()
         self.student1 = MaskedAutoencoderViT(model_cfg)
+        # Input standardisation (model_cfg.pixel_mean/std); not in the state dict: the
+        # config carries it into checkpoints and the export's metadata.
+        shape = (1, model_cfg.in_chans, 1, 1)
+        mean = model_cfg.pixel_mean or (0.0,) * model_cfg.in_chans
+        std = model_cfg.pixel_std or (1.0,) * model_cfg.in_chans
+        if len(mean) != model_cfg.in_chans or len(std) != model_cfg.in_chans:
+            raise DamaUserError(f"pixel mean/std need {model_cfg.in_chans} value(s) each, got "
+                                f"{len(mean)} and {len(std)}")
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(shape), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(shape), persistent=False)
         num_patches = self.student1.num_patches
         validate_method(method_cfg, num_patches)
         self.model_cfg = model_cfg
@@ -144,7 +154,8 @@ class DAMAPretrainer(nn.Module):
         """One pretraining forward pass.
 
         Args:
-            imgs: ``(N, C, H, W)`` images scaled to [0, 1].
+            imgs: ``(N, C, H, W)`` images scaled to [0, 1]; standardised here with the
+                config's ``pixel_mean`` / ``pixel_std`` when it has them.
             epoch: fractional epoch (regression is off during ``stable_epochs``).
             return_outputs: also return masks and predictions (for figures).
 
@@ -154,6 +165,8 @@ class DAMAPretrainer(nn.Module):
             ``mask2`` ``(N, L)`` and ``pred1``, ``pred2`` ``(N, L, p * p * C)``.
         """
         mc = self.method_cfg
+        if self.model_cfg.pixel_mean is not None:
+            imgs = (imgs - self.pixel_mean) / self.pixel_std
         n = imgs.shape[0]
         mask1 = random_mask(n, self.num_patches, mc.mask_ratio, device=imgs.device)
         ids1 = ids_keep_from_mask(mask1)

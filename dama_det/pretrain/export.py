@@ -14,7 +14,9 @@ Format (``torch.save`` of a dict)::
       "embed_dim": 192, "depth": 12, "num_heads": 3, "mlp_ratio": 4.0,
       "method": "dama",        # dama / dama-ema / dama-rand / mae / random
       "channel_names": [...] or None,
-      "epoch": int or None,
+      "epoch": int or None,    # 0: the untrained model (the ``init`` control)
+      "pixel_mean": [...] or None,  # per-channel input standardisation used in
+      "pixel_std": [...] or None,   # pretraining (None: images as scaled)
     }
 """
 from __future__ import annotations
@@ -32,8 +34,7 @@ EXPORT_FORMAT = "dama_det.encoder.v1"
 META_KEYS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
 
 
-def save_encoder_export(
-    path: str | os.PathLike,
+def make_encoder_export(
     encoder_state: Mapping[str, torch.Tensor],
     *,
     img_size: int,
@@ -46,26 +47,28 @@ def save_encoder_export(
     method: str = "dama",
     channel_names: Sequence[str] | None = None,
     epoch: int | None = None,
-) -> Path:
-    """Write an encoder export atomically.
+    pixel_mean: Sequence[float] | None = None,
+    pixel_std: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """The export dict (see the module docstring) of encoder weights, tensors on CPU.
 
     Args:
-        path: output file (``.pth``).
         encoder_state: encoder weights in timm ``VisionTransformer`` key names.
         img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio: the
             encoder's architecture (the pretraining grid is ``img_size // patch_size``).
         method: pretraining method name.
         channel_names: names of the input channels, if known.
-        epoch: pretraining epoch the weights come from.
+        epoch: pretraining epoch the weights come from (0: untrained).
+        pixel_mean, pixel_std: the input standardisation pretraining used, if any.
 
-    Returns:
-        The written path.
+    Raises:
+        ValueError: decoder weights in ``encoder_state``.
     """
     state = {k: v.detach().cpu().clone() for k, v in encoder_state.items()}
     bad = [k for k in state if k.startswith(("decoder", "mask_token"))]
     if bad:
         raise ValueError(f"encoder export must not contain decoder weights: {bad[:3]}")
-    obj: dict[str, Any] = {
+    return {
         "format": EXPORT_FORMAT,
         "model": state,
         "img_size": int(img_size),
@@ -78,8 +81,16 @@ def save_encoder_export(
         "method": method,
         "channel_names": list(channel_names) if channel_names is not None else None,
         "epoch": epoch,
+        "pixel_mean": [float(v) for v in pixel_mean] if pixel_mean is not None else None,
+        "pixel_std": [float(v) for v in pixel_std] if pixel_std is not None else None,
     }
-    return atomic_torch_save(obj, path)
+
+
+def save_encoder_export(path: str | os.PathLike, encoder_state: Mapping[str, torch.Tensor],
+                        **meta: Any) -> Path:
+    """Write :func:`make_encoder_export` of ``encoder_state`` (keywords ``meta``) to
+    ``path`` (``.pth``) atomically; returns the written path."""
+    return atomic_torch_save(make_encoder_export(encoder_state, **meta), path)
 
 
 def load_encoder_export(path: str | os.PathLike) -> dict[str, Any]:
@@ -154,6 +165,7 @@ def export_pretrainer(
         out_path, model.encoder_state_dict(), img_size=cfg.img_size, patch_size=cfg.patch_size,
         in_chans=cfg.in_chans, embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
         mlp_ratio=cfg.mlp_ratio, method=model.method, channel_names=channel_names, epoch=epoch,
+        pixel_mean=cfg.pixel_mean, pixel_std=cfg.pixel_std,
     )
 
 
@@ -183,4 +195,5 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike)
         num_heads=cfg["num_heads"], mlp_ratio=cfg.get("mlp_ratio", 4.0),
         method=ckpt["method_config"].get("method", "dama"),
         channel_names=ckpt.get("channel_names"), epoch=int(ckpt["epoch"]) + 1,
+        pixel_mean=cfg.get("pixel_mean"), pixel_std=cfg.get("pixel_std"),
     )

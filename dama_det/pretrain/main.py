@@ -24,6 +24,7 @@ from timm.optim import param_groups_weight_decay
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ..data.pixel_stats import pixel_stats
 from ..errors import DamaUserError
 from ..utils import autocast_context, pick_device, resolve_amp_dtype
 from .augment import pretrain_transform, resize_transform
@@ -63,12 +64,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(args: argparse.Namespace) -> DAMAPretrainer:
-    """The pretraining model described by ``args``."""
+def build_model(args: argparse.Namespace,
+                pixel_stats: tuple[list[float], list[float]] | None = None) -> DAMAPretrainer:
+    """The pretraining model described by ``args`` (with input standardisation
+    ``pixel_stats = (mean, std)`` if given)."""
+    mean, std = pixel_stats if pixel_stats is not None else (None, None)
     model_cfg = mae_config(
         args.model, img_size=args.img_size, patch_size=args.patch_size, in_chans=args.in_chans,
         decoder_embed_dim=args.decoder_embed_dim, decoder_depth=args.decoder_depth,
         decoder_num_heads=args.decoder_num_heads, norm_pix_loss=args.norm_pix_loss,
+        pixel_mean=tuple(mean) if mean is not None else None,
+        pixel_std=tuple(std) if std is not None else None,
     )
     method_cfg = MethodConfig(
         method=args.method, mask_ratio=args.mask_ratio, overlap_ratio=args.overlap_ratio,
@@ -157,8 +163,13 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed + rank)
+    if args.untrained:
+        model = build_model(args)
+        export = export_pretrainer(model, out / "encoder.pth", epoch=0)
+        print(f"untrained {args.method} encoder export: {export}")
+        return {"epochs_run": 0, "last": {}, "best_loss": float("nan"), "checkpoint": None,
+                "export": export}
 
-    model = build_model(args).to(device)
     data_root = Path(args.data) if args.data else out / "synthetic_crops"
     if not args.data and is_main:
         synthetic_crops(data_root, args.synthetic_per_type, args.seed, progress=args.progress)
@@ -171,6 +182,14 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
             f"{data_root}: {len(dataset)} crop(s) is fewer than one batch "
             f"({args.batch_size} x {world} process(es)); lower --batch-size"
         )
+    input_stats = None
+    if args.pixel_stats == "data":
+        input_stats = pixel_stats(range(len(dataset)), dataset.load, max_images=1000,
+                                  seed=args.seed, progress=is_main and args.progress)
+        if is_main:
+            print(f"input standardisation from the crops: mean {input_stats[0]}, "
+                  f"std {input_stats[1]}")
+    model = build_model(args, input_stats).to(device)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
                                  seed=args.seed, drop_last=True)
     loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True,

@@ -36,6 +36,8 @@ class MAEConfig:
     decoder_num_heads: int = 16
     mlp_ratio: float = 4.0
     norm_pix_loss: bool = True
+    pixel_mean: tuple[float, ...] | None = None  # input standardisation (None: images as scaled)
+    pixel_std: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -24,6 +24,9 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--img-size", type=int, default=128, help="model input side (pixels)")
     data.add_argument("--scaling", default="dtype_max", choices=("dtype_max", "percentile", "none"),
                       help="intensity scaling (dtype_max: uint8/255, uint16/65535)")
+    data.add_argument("--pixel-stats", default="none", choices=("data", "none"),
+                      help="data: standardise the input with the per-channel mean/std of the "
+                      "scaled crops (stored in the export); none: images as scaled (paper)")
     data.add_argument("--crop-scale", type=float, nargs=2, default=(0.25, 1.0), metavar=("MIN", "MAX"),
                       help="area fraction range of the random crop before resizing")
     data.add_argument("--rotation", type=float, default=90.0, help="max random rotation (degrees)")
@@ -79,6 +82,9 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     out = parser.add_argument_group("output")
     out.add_argument("--output-dir", required=True, metavar="DIR",
                      help="checkpoints, log.jsonl, tensorboard/, figures/, encoder.pth")
+    out.add_argument("--untrained", action="store_true",
+                     help="write the untrained model's encoder export (the `init` control: "
+                     "same architecture and seed, no step taken) and exit")
     out.add_argument("--resume", default=None, metavar="CKPT",
                      help="checkpoint to continue from, or 'auto' (OUTPUT_DIR/checkpoint-last.pth if any)")
     out.add_argument("--save-every", type=int, default=5, help="keep checkpoint-EPOCH.pth every N epochs")

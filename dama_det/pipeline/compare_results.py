@@ -1,0 +1,183 @@
+"""The tables of ``dama-det compare``: AP per method (mean ± std over seeds), the gain
+of every method over the controls (random init and the untrained export ``init``), and,
+with several labelled fractions, AP against the share of labelled training images.
+
+Files written in the comparison folder: ``results.md`` / ``.csv`` / ``.json``,
+``report.md`` and, with several label fractions, ``ap_vs_labels.png``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..utils.io import atomic_write_bytes, atomic_write_json
+from .run_spec import RunSpec
+
+TABLE_METRICS = (("bbox", "AP"), ("segm", "AP"), ("bbox", "AP50"), ("bbox", "AP75"),
+                 ("segm", "AP50"), ("segm", "AP75"))
+METRIC_NAMES = {"bbox/AP": "box AP", "segm/AP": "mask AP", "bbox/AP50": "box AP50",
+                "bbox/AP75": "box AP75", "segm/AP50": "mask AP50", "segm/AP75": "mask AP75"}
+GAIN_METRICS = (("segm", "AP"), ("bbox", "AP"))
+
+#: per-seed metrics of one label fraction: ``{seed: {method: {"bbox": {...}, "segm": {...}}}}``
+SeedMetrics = dict[int, dict]
+
+
+def fraction_tag(fraction: float) -> str:
+    """Path suffix of a label fraction: ``""`` for all labels, else ``"_f0.1"``."""
+    return "" if fraction == 1.0 else f"_f{fraction:g}"
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)) if values else float("nan"),
+            "std": float(np.std(values)) if values else float("nan"), "n": len(values)}
+
+
+def aggregate(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and std over seeds of every table metric: ``{method: {"bbox/AP": {mean, std, n}}}``."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for m in spec.methods:
+        row = {}
+        for iou_type, key in TABLE_METRICS:
+            values = [metrics[s][m.name].get(iou_type, {}).get(key) for s in spec.seeds]
+            row[f"{iou_type}/{key}"] = _mean_std([v for v in values if v is not None and v >= 0])
+        table[m.name] = row
+    return table
+
+
+def gains(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-seed paired gain of every method over the controls, mean and std over seeds.
+
+    The references are the first method of kind ``random`` and the first of kind
+    ``init`` (when the description has them).
+
+    Returns:
+        ``{method: {"segm/AP vs random": {mean, std, n}, ...}}`` (AP fractions).
+    """
+    refs = {kind: next((m.name for m in spec.methods if m.kind == kind), None)
+            for kind in ("random", "init")}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for m in spec.methods:
+        row = {}
+        for kind, ref in refs.items():
+            if ref is None:
+                continue
+            for iou_type, key in GAIN_METRICS:
+                diffs = []
+                for s in spec.seeds:
+                    a = metrics[s][m.name].get(iou_type, {}).get(key)
+                    b = metrics[s][ref].get(iou_type, {}).get(key)
+                    if a is not None and b is not None and a >= 0 and b >= 0:
+                        diffs.append(a - b)
+                row[f"{iou_type}/{key} vs {kind}"] = _mean_std(diffs)
+        out[m.name] = row
+    return out
+
+
+def _gain_lines(gain: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    cols = list(next(iter(gain.values()), {}))  # every row has the same columns
+    if not cols:
+        return []
+    title = {"segm/AP": "mask AP", "bbox/AP": "box AP"}
+    head = [f"{title[c.split(' vs ')[0]]} vs {c.split(' vs ')[1]}" for c in cols]
+    lines = ["", "Gain over the controls (AP points; per-seed paired differences, mean ± std):",
+             "", "| method | " + " | ".join(head) + " |", "|---" * (len(cols) + 1) + "|"]
+    for method, row in gain.items():
+        lines.append(f"| {method} | " + " | ".join(
+            f"{100 * row[c]['mean']:+.1f} ± {100 * row[c]['std']:.1f}" for c in cols) + " |")
+    return lines
+
+
+def _table_lines(table: dict, cols: list[str]) -> list[str]:
+    lines = ["| method | " + " | ".join(METRIC_NAMES[c] for c in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    for method, row in table.items():
+        lines.append(f"| {method} | " + " | ".join(
+            f"{100 * row[c]['mean']:.1f} ± {100 * row[c]['std']:.1f}" for c in cols) + " |")
+    return lines
+
+
+def _labels_lines(tables: dict[float, dict], spec: RunSpec) -> list[str]:
+    fractions = sorted(tables)
+    lines = ["", "Mask AP (%) against the labelled share of the training images (mean ± std "
+             "over seeds; the subsets are fixed by seed and shared by all methods):", "",
+             "| method | " + " | ".join(f"{100 * f:g} % labels" for f in fractions) + " |",
+             "|---" * (len(fractions) + 1) + "|"]
+    for m in spec.methods:
+        cells = [tables[f]["table"][m.name]["segm/AP"] for f in fractions]
+        lines.append(f"| {m.name} | " + " | ".join(
+            f"{100 * c['mean']:.1f} ± {100 * c['std']:.1f}" for c in cells) + " |")
+    return lines
+
+
+def plot_ap_vs_labels(tables: dict[float, dict], spec: RunSpec, path: Path) -> Path:
+    """Mask AP (mean ± std over seeds) against the label fraction, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fractions = sorted(tables)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for m in spec.methods:
+        cells = [tables[f]["table"][m.name]["segm/AP"] for f in fractions]
+        ax.errorbar([100 * f for f in fractions], [100 * c["mean"] for c in cells],
+                    yerr=[100 * c["std"] for c in cells], marker="o", capsize=3, label=m.name)
+    ax.set_xscale("log")
+    ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}" for f in fractions])
+    ax.set_xlabel("labelled training images (%)")
+    ax.set_ylabel("mask AP (%)")
+    ax.set_title(f"{spec.name}: {len(spec.seeds)} seed(s)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def write_results(out: Path, spec: RunSpec, by_fraction: dict[float, SeedMetrics]) -> Path:
+    """Write results.{md,csv,json} and report.md (and ``ap_vs_labels.png`` with several
+    label fractions); returns results.md.
+
+    Args:
+        out: the comparison folder.
+        spec: the run description.
+        by_fraction: per label fraction, the per-seed metrics of every method.
+    """
+    cols = [f"{t}/{k}" for t, k in TABLE_METRICS]
+    tables = {f: {"table": aggregate(spec, m), "gains": gains(spec, m), "per_seed": m}
+              for f, m in sorted(by_fraction.items())}
+    n = len(spec.seeds)
+    lines = [f"# {spec.name}: Mask R-CNN AP (%) per pretraining method",
+             "", f"mean ± std over {n} seed(s) {spec.seeds}; same seed for every method."]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["method", "label_fraction"] + [
+        f"{METRIC_NAMES[c]} {s}" for c in cols for s in ("mean", "std")])
+    for f, res in sorted(tables.items(), reverse=True):
+        if len(tables) > 1:
+            lines += ["", f"## {100 * f:g} % of the training images labelled"]
+        lines += [""] + _table_lines(res["table"], cols) + _gain_lines(res["gains"])
+        for method, row in res["table"].items():
+            writer.writerow([method, f"{f:g}"] + [
+                f"{100 * row[c][s]:.3f}" for c in cols for s in ("mean", "std")])
+    figures = []
+    if len(tables) > 1:
+        lines += ["", "## Labels"] + _labels_lines(tables, spec)
+        figures.append(plot_ap_vs_labels(tables, spec, out / "ap_vs_labels.png"))
+    atomic_write_bytes(out / "results.csv", buf.getvalue().encode())
+    summary = {"name": spec.name, "seeds": spec.seeds,
+               "label_fractions": sorted(tables), **tables[max(tables)],
+               "by_label_fraction": {f"{f:g}": res for f, res in tables.items()}}
+    atomic_write_json(out / "results.json", summary)
+    first = out / "eval" / f"seed{spec.seeds[0]}{fraction_tag(max(tables))}"
+    figs = sorted((first / "figures").glob("compare_*.png")) or sorted((first / "figures").glob("*.png"))
+    report = lines + ["", f"## Figures (seed {spec.seeds[0]}, all methods overlaid)", ""] + [
+        f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures + figs] + [
+        "", "Per-seed numbers: `eval/seed<k>[_f<fraction>]/metrics.json` and `summary.md`.", ""]
+    atomic_write_bytes(out / "report.md", "\n".join(report).encode())
+    return atomic_write_bytes(out / "results.md", ("\n".join(lines) + "\n").encode())
