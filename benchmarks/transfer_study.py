@@ -6,8 +6,10 @@ factor studied differs between the descriptions, everything else is equal):
 
     dama-det compare benchmarks/transfer/e1_std.yaml --out outputs/transfer/e1_std
     ...
-    python benchmarks/transfer_study.py --run "detector input as scaled=outputs/transfer/e1_nostd" \\
-        --run "detector input standardised=outputs/transfer/e1_std" --notes notes.md
+    python benchmarks/transfer_study.py --run "detector input /255=outputs/transfer/e1_nostd" \\
+        --run "detector input standardised=outputs/transfer/e1_std" \\
+        --run "pretraining on /255 crops=outputs/transfer/e2_dama_nostd#dama" ... \\
+        --notes benchmarks/transfer/notes.md
 
 The script prints, per condition and method, mask and box AP of every seed, their mean ±
 std, and the per-seed paired gain over the same condition's ``random`` and ``init``
@@ -29,14 +31,15 @@ def _fmt(values: list[float]) -> str:
     return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
 
 
-def condition_rows(name: str, folder: Path) -> list[str]:
-    """Markdown rows of one comparison folder (its ``results.json``)."""
+def condition_rows(name: str, folder: Path, only: list[str] | None = None) -> list[str]:
+    """Markdown rows of one comparison folder (its ``results.json``); ``only`` these
+    methods when given (gains still use the folder's ``random`` / ``init``)."""
     summary = json.loads((folder / "results.json").read_text())
     per_seed = {int(k): v for k, v in summary["per_seed"].items()}
     seeds = sorted(per_seed)
     methods = list(per_seed[seeds[0]])
     rows = []
-    for m in methods:
+    for m in (only or methods):
         mask = [per_seed[s][m]["segm"]["AP"] for s in seeds]
         box = [per_seed[s][m]["bbox"]["AP"] for s in seeds]
         cells = [name, m, " / ".join(f"{100 * v:.1f}" for v in mask), _fmt(mask), _fmt(box)]
@@ -52,8 +55,9 @@ def condition_rows(name: str, folder: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", required=True, metavar="NAME=DIR",
-                        help="a condition name and its `dama-det compare` output folder")
+    parser.add_argument("--run", action="append", required=True, metavar="NAME=DIR[#M,M]",
+                        help="a condition name and its `dama-det compare` output folder, "
+                        "optionally only the listed methods")
     parser.add_argument("--notes", type=Path, default=None,
                         help="markdown written by hand (set-up, conclusions) placed above the table")
     parser.add_argument("--out", type=Path,
@@ -63,8 +67,9 @@ def main() -> None:
             "| mask AP gain vs init |", "|---|---|---|---|---|---|---|"]
     rows = []
     for item in args.run:
-        name, _, folder = item.partition("=")
-        rows += condition_rows(name, Path(folder))
+        name, _, rest = item.partition("=")
+        folder, _, only = rest.partition("#")
+        rows += condition_rows(name, Path(folder), only.split(",") if only else None)
     load = os.getloadavg()
     text = [args.notes.read_text().strip() if args.notes else "# Transfer study", "",
             *head, *rows, "",

@@ -84,11 +84,10 @@ def test_detector_input_is_standardised_with_training_statistics(tmp_path):
         apply_pixel_stats(bad)
 
 
-def test_pretraining_standardises_its_input_and_records_it(tmp_path, capsys):
+def test_pretraining_standardises_its_input_by_default_and_records_it(tmp_path, capsys):
     data = write_crops(tmp_path / "crops", 4)
     out = tmp_path / "run"
-    assert main(["pretrain", *small_args(data, out, "--epochs", "1", "--method", "mae",
-                                         "--pixel-stats", "data")]) == 0
+    assert main(["pretrain", *small_args(data, out, "--epochs", "1", "--method", "mae")]) == 0
     assert "input standardisation from the crops" in capsys.readouterr().out
     meta = load_encoder_export(out / "encoder.pth")
     crops = np.stack([tifffile.imread(p).astype(np.float64) / 65535
@@ -98,9 +97,9 @@ def test_pretraining_standardises_its_input_and_records_it(tmp_path, capsys):
     # export of the checkpoint carries the same numbers
     assert main(["export", str(out / "checkpoint-last.pth"), "--out", str(tmp_path / "e.pth")]) == 0
     assert load_encoder_export(tmp_path / "e.pth")["pixel_mean"] == meta["pixel_mean"]
-    # without the flag: no standardisation recorded
+    # --pixel-stats none: the paper's plain scaling, nothing recorded
     assert main(["pretrain", *small_args(data, tmp_path / "plain", "--epochs", "1",
-                                         "--method", "mae")]) == 0
+                                         "--method", "mae", "--pixel-stats", "none")]) == 0
     assert load_encoder_export(tmp_path / "plain" / "encoder.pth")["pixel_mean"] is None
 
 

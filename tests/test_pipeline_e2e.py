@@ -24,11 +24,13 @@ def smoke_demo(tmp_path_factory) -> Path:
 def test_demo_writes_report_with_real_numbers_and_figures(smoke_demo):
     report = (smoke_demo / "report.md").read_text()
     metrics = json.loads((smoke_demo / "eval" / "metrics.json").read_text())
-    assert set(metrics) == {"dama"}
-    for iou_type in ("bbox", "segm"):
-        ap = metrics["dama"][iou_type]["AP"]
-        assert 0.0 <= ap <= 1.0
-        assert f"{100 * ap:.1f}" in report  # the table shows the evaluated numbers
+    assert set(metrics) == {"dama", "classical"}  # the classical floor beside the detector
+    for method in ("dama", "classical"):
+        for iou_type in ("bbox", "segm"):
+            ap = metrics[method][iou_type]["AP"]
+            assert 0.0 <= ap <= 1.0
+            assert f"{100 * ap:.1f}" in report  # the table shows the evaluated numbers
+    assert (smoke_demo / "classical" / "predictions.json").is_file()
     # every linked figure exists and is a real PNG
     links = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
     assert any("eval/figures" in link for link in links)

@@ -317,3 +317,28 @@ def test_cli_bad_inputs_give_one_error_line_and_exit_2(tmp_path, capsys, argv, m
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
+
+
+def test_pretraining_probes_on_a_schedule_without_changing_training(tmp_path, capsys):
+    """`dama-det pretrain --probe-every`: probe figures in log.jsonl for the scheduled
+    epochs, and the training itself is exactly that of a run without probes."""
+    from test_pretrain_training import small_args, write_crops
+
+    crops = write_crops(tmp_path / "crops", 8)  # type0/ and type1/: a 2-class cell-type task
+    base = ["--epochs", "3", "--method", "mae"]
+    assert main(["pretrain", *small_args(crops, tmp_path / "plain", *base)]) == 0
+    assert main(["pretrain", *small_args(crops, tmp_path / "probed", *base, "--probe-every", "2",
+                                         "--probe-task", "celltype", "--probe-data",
+                                         str(crops))]) == 0
+    plain = [json.loads(line) for line in (tmp_path / "plain" / "log.jsonl").read_text().splitlines()]
+    probed = [json.loads(line) for line in (tmp_path / "probed" / "log.jsonl").read_text().splitlines()]
+    assert probed[0]["epoch"] == 0 and "loss" not in probed[0]  # the untrained encoder
+    probed = probed[1:]
+    assert [r["loss"] for r in plain] == [r["loss"] for r in probed]
+    keys = [sorted(k for k in r if k.startswith("probe_")) for r in probed]
+    assert keys[0] == [] and keys[1] == keys[2] and "probe_linear_balanced_accuracy" in keys[1]
+    assert "probe_knn_accuracy" in keys[1]  # epoch 2 (every 2) and 3 (the last)
+    assert all(0.0 <= probed[i][k] <= 1.0 for i in (1, 2) for k in keys[1])
+    capsys.readouterr()
+    assert main(["pretrain", *small_args(crops, tmp_path / "bad", "--probe-every", "1")]) == 2
+    assert "--probe-data" in capsys.readouterr().err

@@ -8,7 +8,8 @@ subcommand, printed as it runs so it can be repeated by hand):
 3. ``export``   ``dama-det export``: the student-1 encoder.
 4. ``train``    ``dama-det train``: Mask R-CNN with the pretrained ViT backbone.
 5. ``predict``  ``dama-det predict``: tiled prediction of the validation tiles.
-6. ``eval``     ``dama-det eval``: box/mask AP, PR curves per IoU, error breakdown.
+6. ``eval``     ``dama-det eval``: box/mask AP, PR curves per IoU, error breakdown,
+                beside ``dama-det classical`` (Otsu + watershed, no training) as the floor.
 7. ``report``   ``report.md`` linking every table and figure.
 """
 from __future__ import annotations
@@ -115,10 +116,19 @@ def run_demo(
     stage("5/7 predict: tiled inference on the validation tiles", [pred / "predictions.json"],
           lambda: run_cli(["predict", str(val_json), "--weights", str(det / "model_final.pth"),
                         "--out", str(pred), "--score-thresh", "0.05", "--device", device], log))
-    stage("6/7 eval: box/mask AP, PR curves, error breakdown", [ev / "metrics.json"],
-          lambda: run_cli(["eval", "--gt", str(val_json), "--results",
-                        f"{size.method}={pred / 'predictions.json'}", "--out", str(ev),
-                        "--area-ranges", "cells"], log))
+    classical = out / "classical" / "predictions.json"
+
+    def evaluate():
+        from ..inference.classical import predict_classical
+
+        if force or not classical.is_file():  # the training-free floor: seconds
+            predict_classical([str(val_json)], classical.parent, progress=False)
+        run_cli(["eval", "--gt", str(val_json), "--results",
+                 f"{size.method}={pred / 'predictions.json'}", f"classical={classical}",
+                 "--out", str(ev), "--area-ranges", "cells"], log)
+
+    stage("6/7 eval: box/mask AP, PR curves, error breakdown (and the classical floor)",
+          [ev / "metrics.json"], evaluate)
     report = out / "report.md"
     stage("7/7 report", [report],
           lambda: write_demo_report(out, method=size.method, settings=asdict(size),

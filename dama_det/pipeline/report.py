@@ -46,7 +46,7 @@ def _pretrain_losses(log_file: Path) -> list[str]:
     if not log_file.is_file():
         return []
     rows = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "epoch" in r]
+    rows = [r for r in rows if "epoch" in r and "loss" in r]  # not the epoch-0 probe line
     if not rows:
         return []
     keys = [k for k in ("loss", "recon1", "recon2", "regression") if k in rows[-1]]
@@ -78,7 +78,9 @@ def write_demo_report(
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     lines = ["# dama_det demo report", "",
              f"Synthetic 7-channel tissue -> {method} pretraining -> Mask R-CNN with the "
-             "pretrained ViT -> evaluation on the validation tiles.", "",
+             "pretrained ViT -> evaluation on the validation tiles. `classical` is the "
+             "training-free floor (Otsu threshold + distance-transform watershed on the "
+             "first channel, `dama-det classical`).", "",
              "## Box and mask AP (%, validation tiles)", "", *ap_table(metrics), "",
              "## Cell matching metrics (Hungarian matching on mask IoU)", "",
              *cell_table(metrics), ""]

@@ -143,30 +143,36 @@ def encoder_state_from_pretrainer_state(
     }
 
 
+def pretrainer_export(
+    model: torch.nn.Module,
+    channel_names: Sequence[str] | None = None,
+    epoch: int | None = None,
+) -> dict[str, Any]:
+    """The export dict of a ``DAMAPretrainer``'s student-1 encoder (weights copied).
+
+    Args:
+        model: a ``dama_det.pretrain.dama.DAMAPretrainer`` (not DDP-wrapped).
+        channel_names: input channel names.
+        epoch: the number of epochs the weights were trained for.
+    """
+    cfg = model.model_cfg
+    return make_encoder_export(
+        model.encoder_state_dict(), img_size=cfg.img_size, patch_size=cfg.patch_size,
+        in_chans=cfg.in_chans, embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
+        mlp_ratio=cfg.mlp_ratio, method=model.method, channel_names=channel_names, epoch=epoch,
+        pixel_mean=cfg.pixel_mean, pixel_std=cfg.pixel_std,
+    )
+
+
 def export_pretrainer(
     model: torch.nn.Module,
     out_path: str | os.PathLike,
     channel_names: Sequence[str] | None = None,
     epoch: int | None = None,
 ) -> Path:
-    """Write the student-1 encoder of a ``DAMAPretrainer`` as an encoder export.
-
-    Args:
-        model: a ``dama_det.pretrain.dama.DAMAPretrainer`` (not DDP-wrapped).
-        out_path: the ``.pth`` to write.
-        channel_names: input channel names.
-        epoch: the number of epochs the weights were trained for.
-
-    Returns:
-        The written path.
-    """
-    cfg = model.model_cfg
-    return save_encoder_export(
-        out_path, model.encoder_state_dict(), img_size=cfg.img_size, patch_size=cfg.patch_size,
-        in_chans=cfg.in_chans, embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
-        mlp_ratio=cfg.mlp_ratio, method=model.method, channel_names=channel_names, epoch=epoch,
-        pixel_mean=cfg.pixel_mean, pixel_std=cfg.pixel_std,
-    )
+    """Write :func:`pretrainer_export` of ``model`` to ``out_path`` (``.pth``) atomically;
+    returns the written path."""
+    return atomic_torch_save(pretrainer_export(model, channel_names, epoch), out_path)
 
 
 def export_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:

@@ -32,7 +32,7 @@ from .checkpoint import check_compatible, load_checkpoint, rng_state, save_check
 from .dama import DAMAPretrainer, MethodConfig
 from .dataset import CropFolderDataset
 from .engine import train_one_epoch
-from .export import export_pretrainer
+from .export import export_pretrainer, pretrainer_export
 from .models_mae import mae_config
 from .visualize import save_reconstruction_figure
 
@@ -115,6 +115,40 @@ def _check_args(args: argparse.Namespace) -> None:
     lo, hi = args.crop_scale
     if not 0 < lo <= hi <= 1:
         raise DamaUserError(f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
+    if args.probe_every < 0:
+        raise DamaUserError(f"--probe-every must be >= 0, got {args.probe_every}")
+    if args.probe_every and not args.probe_data:
+        raise DamaUserError("--probe-every needs --probe-data (the probe task's folder)")
+    if args.probe_every and not Path(args.probe_data).is_dir():
+        raise DamaUserError(f"{args.probe_data}: no such folder (--probe-data)")
+
+
+def probe_encoder(model: DAMAPretrainer, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Frozen-encoder probe of student 1 (``--probe-task`` on ``--probe-data``).
+
+    The probe works on a copy of the weights and leaves every RNG as it was, so a run
+    with probes trains exactly as one without.
+
+    Returns:
+        ``{"probe_linear_balanced_accuracy": ..., "probe_linear_accuracy": ...}`` (and
+        the k-NN figures for the cell-type task).
+    """
+    from ..probe import run_probes
+
+    export = pretrainer_export(model)
+    np_state, py_state = np.random.get_state(), random.getstate()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        result = run_probes(export, args.probe_task, args.probe_data, seed=args.seed,
+                            max_images=args.probe_max_images, device=device, progress=False)
+    np.random.set_state(np_state)
+    random.setstate(py_state)
+    out = {}
+    for probe in ("linear", "knn"):
+        for key in ("accuracy", "balanced_accuracy"):
+            if key in result.get(probe, {}):
+                out[f"probe_{probe}_{key}"] = float(result[probe][key])
+    return out
 
 
 def _resolve_resume(args: argparse.Namespace, out: Path) -> Path | None:
@@ -235,6 +269,15 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
     common = dict(args=saved_args, model_config=model.model_cfg.to_dict(),
                   method_config=model.method_cfg.to_dict(), channel_names=dataset.channel_names)
     finished = start_epoch
+    if is_main and args.probe_every and start_epoch == 0:  # the untrained encoder: step 0
+        record = {"epoch": 0, "step": 0, **probe_encoder(model, args, device)}
+        with open(out / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key.startswith("probe_"):
+                writer.add_scalar(f"epoch/{key}", value, 0)
+        print(f"epoch 0 (untrained): probe_linear_balanced_accuracy "
+              f"{record.get('probe_linear_balanced_accuracy', float('nan')):.4f}", flush=True)
     for epoch in range(start_epoch, args.epochs):
         if args.stop_after_epoch is not None and epoch >= args.stop_after_epoch:
             break
@@ -259,13 +302,17 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
                 save_checkpoint(out / "checkpoint-best.pth", **ckpt)
             if args.save_every and (epoch + 1) % args.save_every == 0:
                 save_checkpoint(out / f"checkpoint-{epoch + 1:04d}.pth", **ckpt)
+            if args.probe_every and ((epoch + 1) % args.probe_every == 0
+                                     or epoch + 1 == args.epochs):
+                stats = {**stats, **probe_encoder(model, args, device)}
             record = {"epoch": epoch + 1, **stats}
             with open(out / "log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             for key, value in stats.items():
                 writer.add_scalar(f"epoch/{key}", value, epoch + 1)
             writer.flush()
-            terms = " ".join(f"{k} {stats[k]:.4f}" for k in ("loss", "recon1", "recon2", "regression") if k in stats)
+            terms = " ".join(f"{k} {stats[k]:.4f}" for k in ("loss", "recon1", "recon2", "regression",
+                                                           "probe_linear_balanced_accuracy") if k in stats)
             print(f"epoch {epoch + 1}/{args.epochs}: {terms} lr {stats['lr']:.3g} "
                   f"{stats['images_per_s']:.1f} img/s", flush=True)
             if args.vis_every and ((epoch + 1) % args.vis_every == 0 or epoch + 1 == args.epochs):

@@ -24,9 +24,10 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--img-size", type=int, default=128, help="model input side (pixels)")
     data.add_argument("--scaling", default="dtype_max", choices=("dtype_max", "percentile", "none"),
                       help="intensity scaling (dtype_max: uint8/255, uint16/65535)")
-    data.add_argument("--pixel-stats", default="none", choices=("data", "none"),
+    data.add_argument("--pixel-stats", default="data", choices=("data", "none"),
                       help="data: standardise the input with the per-channel mean/std of the "
-                      "scaled crops (stored in the export); none: images as scaled (paper)")
+                      "scaled crops, as detection does (recorded in the export); none: "
+                      "images as scaled (the paper)")
     data.add_argument("--crop-scale", type=float, nargs=2, default=(0.25, 1.0), metavar=("MIN", "MAX"),
                       help="area fraction range of the random crop before resizing")
     data.add_argument("--rotation", type=float, default=90.0, help="max random rotation (degrees)")
@@ -92,6 +93,19 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     out.add_argument("--vis-samples", type=int, default=4, help="crops shown in the figure")
     out.add_argument("--log-every", type=int, default=10, help="iterations between TensorBoard points")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
+
+    probe = parser.add_argument_group(
+        "probes", "frozen-encoder probes of student 1 during pretraining (`dama-det probe`), "
+        "logged to log.jsonl and TensorBoard")
+    probe.add_argument("--probe-every", type=int, default=0, metavar="E",
+                       help="probe after every E epochs and after the last (0: never)")
+    probe.add_argument("--probe-task", default="dense", choices=("dense", "celltype"),
+                       help="dense: per-patch background/nucleus/boundary on image + "
+                       "*_masks.tif pairs; celltype: cell type of crops with labels.csv")
+    probe.add_argument("--probe-data", default=None, metavar="DIR",
+                       help="the probe task's folder (required with --probe-every)")
+    probe.add_argument("--probe-max-images", type=int, default=None, metavar="N",
+                       help="probe on a seeded subset of N images / crops")
 
     dist = parser.add_argument_group(
         "distributed", "multi-GPU: `torchrun --nproc_per_node G -m dama_det pretrain ...`; "
