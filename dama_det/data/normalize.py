@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DamaUserError
+from .tiff_io import read_tiff
 
 SCALING_MODES = ("dtype_max", "percentile", "none")
 
@@ -103,3 +104,28 @@ def scale_intensities(
     raise DamaUserError(
         f"INPUT.INTENSITY_SCALING: unknown mode {mode!r}; choose one of {', '.join(SCALING_MODES)}"
     )
+
+
+def read_scaled_image(
+    path,
+    mode: str = "dtype_max",
+    percentile_range: Sequence[float] = (1.0, 99.8),
+    expected_channels: int | None = None,
+) -> np.ndarray:
+    """Read a TIFF / OME-TIFF and scale it as :func:`scale_intensities` says.
+
+    Args:
+        path: the file.
+        mode: ``"dtype_max"``, ``"percentile"`` or ``"none"``.
+        percentile_range: ``(low, high)`` percentiles (for ``"percentile"``).
+        expected_channels: if given, the channel count the file must have.
+
+    Returns:
+        float32 ``(C, H, W)``.
+
+    Raises:
+        DamaUserError: unreadable file, another channel count, or unknown mode.
+    """
+    tiff = read_tiff(path, expected_channels=expected_channels)
+    return np.asarray(scale_intensities(tiff.image, mode, tiff.dtype, percentile_range),
+                      dtype=np.float32)

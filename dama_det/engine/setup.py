@@ -143,16 +143,14 @@ def apply_pixel_stats(cfg: CfgNode) -> None:
         return
     if mode != "train":
         raise DamaUserError(f"INPUT.PIXEL_STATS: expected 'train' or 'config', got {mode!r}")
-    from ..data.normalize import scale_intensities
+    from ..data.normalize import read_scaled_image
     from ..data.pixel_stats import pixel_stats
-    from ..data.tiff_io import read_tiff
 
     channels = len(cfg.MODEL.PIXEL_MEAN)
     scaling, prange = cfg.INPUT.INTENSITY_SCALING, tuple(cfg.INPUT.PERCENTILE_RANGE)
 
     def load(path):
-        tiff = read_tiff(path, expected_channels=channels)
-        return scale_intensities(tiff.image, scaling, tiff.dtype, prange)
+        return read_scaled_image(path, scaling, prange, expected_channels=channels)
 
     files = sorted({d["file_name"] for name in cfg.DATASETS.TRAIN for d in DatasetCatalog.get(name)})
     mean, std = pixel_stats(files, load, max_images=int(cfg.INPUT.PIXEL_STATS_MAX_IMAGES))

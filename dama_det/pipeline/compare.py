@@ -140,10 +140,9 @@ class Comparison:
         returns the predictions json."""
         if m.kind == "classical":  # no training: one prediction serves every seed and fraction
             preds = self.out / "runs" / m.name / "predictions" / "predictions.json"
-            from ..inference.classical import predict_classical
-
             self._stage(f"{m.name}: Otsu + watershed on the validation images", [preds],
-                        lambda: predict_classical([str(val)], preds.parent, progress=False))
+                        lambda: run_cli(["classical", str(val), "--out", str(preds.parent),
+                                         "--quiet"], self.log))
             return preds
         run = self.out / "runs" / m.name / f"seed{seed}"
         tag = f"{m.name} seed {seed}" + (f" {100 * fraction:g} % labels" if fraction < 1 else "")

@@ -119,10 +119,8 @@ def run_demo(
     classical = out / "classical" / "predictions.json"
 
     def evaluate():
-        from ..inference.classical import predict_classical
-
         if force or not classical.is_file():  # the training-free floor: seconds
-            predict_classical([str(val_json)], classical.parent, progress=False)
+            run_cli(["classical", str(val_json), "--out", str(classical.parent), "--quiet"], log)
         run_cli(["eval", "--gt", str(val_json), "--results",
                  f"{size.method}={pred / 'predictions.json'}", f"classical={classical}",
                  "--out", str(ev), "--area-ranges", "cells"], log)

@@ -126,12 +126,10 @@ def load_crop(path: Path, in_chans: int, img_size: int, scaling: str = "dtype_ma
     Raises:
         DamaUserError: unreadable file or another channel count.
     """
-    from ..data.normalize import scale_intensities
-    from ..data.tiff_io import read_tiff
+    from ..data.normalize import read_scaled_image
 
-    tif = read_tiff(path, expected_channels=in_chans)
     image = torch.from_numpy(np.ascontiguousarray(
-        scale_intensities(tif.image, scaling, tif.dtype), dtype=np.float32))
+        read_scaled_image(path, scaling, expected_channels=in_chans)))
     if image.shape[-2:] != (img_size, img_size):
         image = F.interpolate(image[None], size=(img_size, img_size), mode="bilinear",
                               align_corners=False, antialias=True)[0]

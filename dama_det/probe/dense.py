@@ -132,12 +132,11 @@ class DenseTiles(Dataset):
 
     def _image(self, k: int) -> np.ndarray:
         if self._cached is None or self._cached[0] != k:
-            from ..data.normalize import scale_intensities
-            from ..data.tiff_io import read_tiff
+            from ..data.normalize import read_scaled_image
 
-            tif = read_tiff(self.pairs[k][0], expected_channels=self.in_chans)
-            image = scale_intensities(tif.image, self.scaling, tif.dtype)
-            self._cached = (k, _pad_to(image.astype(np.float32, copy=False), self.img_size, 0.0))
+            image = read_scaled_image(self.pairs[k][0], self.scaling,
+                                      expected_channels=self.in_chans)
+            self._cached = (k, _pad_to(image, self.img_size, 0.0))
         return self._cached[1]
 
     def __getitem__(self, i: int) -> torch.Tensor:
