@@ -43,7 +43,8 @@ def add_dama_config(cfg: CN) -> CN:
     cfg.INPUT.LSJ = CN()  # large-scale jitter (ViTDet): random resize then fixed-size crop/pad
     cfg.INPUT.LSJ.ENABLED = True  # use scale jitter + fixed-size crop instead of ResizeShortestEdge
     cfg.INPUT.LSJ.IMAGE_SIZE = 256  # side of the square training crop (pixels)
-    cfg.INPUT.LSJ.SCALE_RANGE = (0.1, 2.0)  # min/max random scale relative to IMAGE_SIZE
+    cfg.INPUT.LSJ.SCALE_RANGE = (0.1, 2.0)  # min/max random scale (of MODE's reference size)
+    cfg.INPUT.LSJ.MODE = "fit"  # fit: scale relative to the image fitted into IMAGE_SIZE (ViTDet); native: relative to the image's own size (cells keep their pixel size, as at inference)
     cfg.INPUT.PAD_VALUE = 0.0  # value used to pad images after scaling
     cfg.MODEL.PIXEL_MEAN = [0.0] * len(DEFAULT_CHANNEL_NAMES)
     cfg.MODEL.PIXEL_STD = [1.0] * len(DEFAULT_CHANNEL_NAMES)

@@ -1,5 +1,8 @@
-"""Errors that mean "the user gave bad input" (shown as one line, no traceback)."""
+"""Errors that mean "the user gave bad input" (shown as one line, no traceback), and
+the matching one-line warnings."""
 from __future__ import annotations
+
+import sys
 
 
 class DamaUserError(Exception):
@@ -8,3 +11,9 @@ class DamaUserError(Exception):
     The CLI prints ``error: <message>`` and exits with status 2 instead of a
     traceback. The message should name the file, line or key concerned.
     """
+
+
+def print_warning(message: str) -> None:
+    """Print ``warning: <message>`` as one line on stderr: something the user should
+    know that does not stop the command (the message names the file or key)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -94,7 +94,15 @@ def test_three_fold_run_on_synthetic_crops_table_resume_and_guard(tmp_path, expo
                              in_chans=7, num_classes=5)
     model.load_state_dict(saved_model["model"])
     index = scan_class_folders(crops)
-    test = CropDataset(index, folds["folds"][2], build_eval_transform(64))
+    # input standardised with the training folds' statistics (--pixel-stats data), saved
+    record = results["methods"][1]["folds"][2]
+    train_idx = sorted(np.concatenate([folds["folds"][0], folds["folds"][1]]).tolist())
+    raw = np.stack([CropDataset(index, [j])[0][0].numpy() for j in train_idx])
+    assert record["pixel_mean"] == pytest.approx(raw.mean(axis=(0, 2, 3)), rel=1e-4)
+    assert record["pixel_std"] == pytest.approx(raw.std(axis=(0, 2, 3)), rel=1e-3)
+    assert saved_model["pixel_mean"] == record["pixel_mean"]
+    test = CropDataset(index, folds["folds"][2], build_eval_transform(64),
+                       mean=saved_model["pixel_mean"], std=saved_model["pixel_std"])
     conf = evaluate(model, test, 5, device=torch.device("cpu"), amp_dtype=None,
                     dist_info=DistInfo())
     assert conf.tolist() == results["methods"][1]["folds"][2]["confusion"]

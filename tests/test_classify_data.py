@@ -60,6 +60,22 @@ def test_dataset_scales_uint16_and_uint8_and_reads_yxc(tmp_path):
     assert torch.allclose(img1, torch.full_like(img1, 0.2))
 
 
+def test_dataset_standardises_per_channel_before_the_transform(tmp_path):
+    img = np.stack([np.full((8, 8), 65535), np.full((8, 8), 0)]).astype(np.uint16)
+    write_ome_tiff(tmp_path / "x" / "a.ome.tif", img)
+    write_ome_tiff(tmp_path / "y" / "b.ome.tif", img)
+    index = scan_class_folders(tmp_path)
+    seen = []
+    ds = CropDataset(index, [0], transform=lambda t: seen.append(t.clone()) or t,
+                     mean=[0.5, 0.1], std=[0.25, 0.2])
+    out, _ = ds[0]
+    assert torch.allclose(out[0], torch.full((8, 8), 2.0))  # (1 - 0.5) / 0.25
+    assert torch.allclose(out[1], torch.full((8, 8), -0.5))  # (0 - 0.1) / 0.2
+    assert torch.equal(seen[0], out)  # the transform saw the standardised image
+    with pytest.raises(DamaUserError, match="3 / 3 values for 2 channel"):
+        CropDataset(index, [0], mean=[0, 0, 0], std=[1, 1, 1])
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "no such data folder"),
     ("one_class", "only one class"),

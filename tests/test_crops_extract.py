@@ -117,6 +117,27 @@ def test_cli_errors(tile, tmp_path, capsys):
     assert "three.tif" in msg and "3 channel" in msg
 
 
+def test_degenerate_inputs_give_no_silent_empty_output(tile, tmp_path, capsys):
+    """Inputs that give no crop at all are an error naming the image and why; an image
+    without crops among others is a warning line."""
+    folder, _ = tile
+    small = tmp_path / "small.ome.tif"
+    write_ome_tiff(small, np.full((7, 20, 20), 500, np.uint16))
+    flat = tmp_path / "flat.ome.tif"
+    write_ome_tiff(flat, np.full((7, 200, 200), 500, np.uint16))
+    out = tmp_path / "o"
+    msg = _cli_error(capsys, ["data", "crops", str(small), "--out", str(out), "--quiet"])
+    assert "small.ome.tif: no crops: the image (20x20) is smaller than the crop size 128" in msg
+    msg = _cli_error(capsys, ["data", "crops", str(flat), "--out", str(out), "--quiet"])
+    assert "flat.ome.tif: no crops: the nuclear channel is uniform" in msg
+    assert not out.exists()
+    rc = main(["data", "crops", str(folder / "tile.ome.tif"), str(small), "--out", str(out),
+               "--crop-size", "32", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 0 and len(err) == 1 and err[0].startswith("warning: ") and "small.ome.tif" in err[0]
+    assert _rows(out) and all("small" not in row["source"] for row in _rows(out))
+
+
 def test_cli_runs(tile, tmp_path, capsys):
     folder, _ = tile
     out = tmp_path / "cli"

@@ -20,7 +20,7 @@ from dama_det.data.mapper import NChannelDatasetMapper
 from dama_det.data.normalize import percentile_normalize
 from dama_det.data.register import load_nchannel_coco_dicts, register_nchannel_coco
 from dama_det.data.tiff_io import write_label_image, write_ome_tiff
-from dama_det.data.transforms import RandomRot90, Rot90Transform
+from dama_det.data.transforms import NativeScaleJitter, RandomRot90, Rot90Transform
 from dama_det.errors import DamaUserError
 from dama_det.utils import atomic_write_json
 
@@ -211,6 +211,34 @@ def test_from_config_training_pipeline_many_instances(tmp_path):
         out = mapper(record)
         assert tuple(out["image"].shape) == (7, 120, 120)
         assert _check_aligned(out, values, 7, 65535, CHANNEL_STEP) == len(values)
+
+
+def test_native_scale_jitter_keeps_the_pixel_size_that_inference_sees(tmp_path):
+    """LSJ 'native' scales the image's own size; 'fit' first fits it into the crop."""
+    image = np.zeros((72, 100, 3), np.float32)
+    for lo, hi, shape in ((1.0, 1.0, (72, 100)), (0.5, 0.5, (36, 50)), (2.0, 2.0, (144, 200))):
+        t = NativeScaleJitter(lo, hi).get_transform(image)
+        assert t.apply_image(image).shape == (*shape, 3)
+    np.random.seed(0)
+    sizes = {NativeScaleJitter(0.5, 1.5).get_transform(image).new_h for _ in range(50)}
+    assert min(sizes) >= 36 and max(sizes) <= 108 and len(sizes) > 10
+    with pytest.raises(ValueError, match="scale range"):
+        NativeScaleJitter(0.0, 1.0)
+    # through the config: a 72 x 100 image, 64 px crops, scale exactly 1
+    record, _, values = _dataset(tmp_path, "native", n=25)
+    native = NChannelDatasetMapper(_cfg(7, **{"LSJ.IMAGE_SIZE": 64, "LSJ.SCALE_RANGE": (1.0, 1.0),
+                                              "LSJ.MODE": "native"}), is_train=True)
+    assert type(native.augmentations.augs[0]).__name__ == "NativeScaleJitter"
+    np.random.seed(1)
+    out = native(record)
+    assert tuple(out["image"].shape) == (7, 64, 64)
+    _check_aligned(out, values, 7, 65535, CHANNEL_STEP)  # exact at the native pixel size
+    fit = NChannelDatasetMapper(_cfg(7, **{"LSJ.IMAGE_SIZE": 64, "LSJ.SCALE_RANGE": (1.0, 1.0)}),
+                                is_train=True)
+    t = fit.augmentations.augs[0].get_transform(np.zeros((72, 100, 7), np.float32))
+    assert (t.new_h, t.new_w) == (46, 64)  # ViTDet's 'fit': shrunk by 64 / 100 first
+    with pytest.raises(DamaUserError, match="INPUT.LSJ.MODE"):
+        NChannelDatasetMapper(_cfg(7, **{"LSJ.MODE": "fitt"}), is_train=True)
 
 
 @pytest.mark.parametrize("channels,dtype", [(7, np.uint16), (1, np.uint8)])

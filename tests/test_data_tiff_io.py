@@ -131,6 +131,31 @@ def test_bad_images_give_clear_errors(tmp_path):
     assert "empty.tif" in msg
 
 
+@pytest.mark.parametrize("fraction", [0.3, 0.8, 0.97])
+def test_truncated_multipage_ome_tiff_is_corrupt_not_its_first_page(tmp_path, fraction):
+    """tifffile reads what is left of a truncated uncompressed multi-page OME-TIFF (its
+    first page: 1 channel instead of 7); the file must be an error naming it."""
+    full = write_ome_tiff(tmp_path / "full.ome.tif", _random_image(np.uint16, (7, 64, 64)),
+                          NAMES7, compression=None)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.ome.tif"
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    for read in (read_tiff, read_tiff_header):
+        msg = _error(read, cut)
+        assert str(cut) in msg and ("corrupt or truncated TIFF" in msg
+                                    or "cannot read as TIFF" in msg)
+    assert read_tiff_header(full).channels == 7
+
+
+def test_truncated_label_image_is_an_error(tmp_path):
+    tifffile.imwrite(tmp_path / "m.tif", np.ones((3, 64, 64), np.uint16),
+                     photometric="minisblack")
+    data = (tmp_path / "m.tif").read_bytes()
+    (tmp_path / "m.tif").write_bytes(data[: len(data) // 2])
+    msg = _error(read_label_image, tmp_path / "m.tif")
+    assert "m.tif" in msg and ("corrupt" in msg or "cannot read as TIFF" in msg)
+
+
 def test_write_ome_tiff_rejects_wrong_names(tmp_path):
     msg = _error(write_ome_tiff, tmp_path / "x.ome.tif", np.zeros((3, 4, 4), np.uint8), ["a"])
     assert "1 channel names for 3 channels" in msg
@@ -160,7 +185,12 @@ def test_label_image_round_trip_and_errors(tmp_path):
     tifffile.imwrite(tmp_path / "neg.tif", -labels.astype(np.int16))
     assert "negative" in _error(read_label_image, tmp_path / "neg.tif")
     tifffile.imwrite(tmp_path / "3d.tif", np.zeros((2, 5, 5), np.uint16))
-    assert "must be 2-D" in _error(read_label_image, tmp_path / "3d.tif")
+    assert "must be 2-D, got shape (2, 5, 5)" in _error(read_label_image, tmp_path / "3d.tif")
+    for shape in [(1, 1), (1, 1, 1), (1, 4, 3), (4, 3, 1)]:  # length-1 axes dropped, 2-D kept
+        tifffile.imwrite(tmp_path / "unit.tif", np.ones(shape, np.uint16),
+                         photometric="minisblack")
+        expected = (1, 1) if shape.count(1) >= 2 else (4, 3)
+        assert read_label_image(tmp_path / "unit.tif").shape == expected
     assert "no such file" in _error(read_label_image, tmp_path / "nope_masks.tif")
 
 

@@ -101,6 +101,53 @@ def test_cli_eval_and_plot(case, tmp_path, capsys):
     assert not list(plots.glob("*.pdf"))
 
 
+def test_eval_warns_when_max_dets_caps_ap(case, tmp_path, capsys):
+    """The ground truth scored against itself: AP 1 only when maxDets covers every
+    instance; below that one warning line names the image and its counts."""
+    root, gt, _ = case
+    perfect = [{**a, "score": 1.0} for a in gt["annotations"]]
+    (tmp_path / "perfect.json").write_text(json.dumps(perfect))
+    per_image = {}
+    for a in gt["annotations"]:
+        per_image[a["image_id"]] = per_image.get(a["image_id"], 0) + 1
+    most = max(per_image.values())
+    aps = {}
+    for k in (100, most):
+        out = tmp_path / f"k{k}"
+        rc = main(["eval", "--gt", str(root / "gt.json"), "--results",
+                   f"self={tmp_path / 'perfect.json'}", "--out", str(out), "--max-dets", str(k),
+                   "--no-figures"])
+        assert rc == 0
+        captured = capsys.readouterr()
+        warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+        aps[k] = json.loads((out / "metrics.json").read_text())["self"]["segm"]["AP"]
+        if k < most:
+            image = max(per_image, key=per_image.get)
+            assert len(warnings) == 1, captured.err
+            assert f"image {image} " in warnings[0] and f"has {most} ground-truth" in warnings[0]
+            assert f"--max-dets {most}" in warnings[0]
+        else:
+            assert not warnings, warnings
+        # --no-figures: the summary line does not promise figures
+        assert f"wrote {out / 'metrics.json'}" in captured.out and "figures" not in captured.out
+    assert aps[most] == pytest.approx(1.0) and aps[100] < 0.95
+
+
+def test_plot_truncated_curves_file_is_one_line(case, tmp_path, capsys):
+    root, _, _ = case
+    out = tmp_path / "ev"
+    assert main(["eval", "--gt", str(root / "gt.json"), "--results", f"A={root / 'model.json'}",
+                 "--out", str(out), "--no-figures"]) == 0
+    npz = out / "pr_curves.npz"
+    npz.write_bytes(npz.read_bytes()[:200])
+    capsys.readouterr()
+    assert main(["plot", "--metrics", str(npz), "--out", str(tmp_path / "plots")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(npz) in err[0], err
+    assert "truncated" in err[0]
+    assert not (tmp_path / "plots").exists()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

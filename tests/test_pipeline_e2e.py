@@ -51,6 +51,25 @@ def test_demo_rerun_skips_finished_stages(smoke_demo, capsys):
     assert (smoke_demo / "detector" / "model_final.pth").stat().st_mtime_ns == before
 
 
+def test_demo_controls_added_to_a_finished_demo(smoke_demo, capsys):
+    before = (smoke_demo / "detector" / "model_final.pth").stat().st_mtime_ns
+    assert main(["demo", "--preset", "smoke", "--out", str(smoke_demo), "--device", "cpu",
+                 "--controls"]) == 0
+    assert "[skip] 4/7 train: Mask R-CNN from the pretrained encoder" in capsys.readouterr().out
+    assert (smoke_demo / "detector" / "model_final.pth").stat().st_mtime_ns == before
+    metrics = json.loads((smoke_demo / "eval" / "metrics.json").read_text())
+    assert set(metrics) == {"dama", "random", "init", "classical"}  # re-evaluated together
+    from dama_det.pretrain.export import load_encoder_export
+
+    assert load_encoder_export(smoke_demo / "controls" / "init" / "encoder.pth")["epoch"] == 0
+    log = (smoke_demo / "controls" / "init" / "detector" / "log.txt").read_text()
+    assert "controls/init/encoder.pth" in log  # the init control loaded the untrained export
+    report = (smoke_demo / "report.md").read_text()
+    gain = 100 * (metrics["dama"]["segm"]["AP"] - metrics["init"]["segm"]["AP"])
+    assert "## Gain over the controls" in report and "| dama - init | " in report
+    assert f"{gain:+.1f} |" in report.split("| dama - init |")[1].splitlines()[0]
+
+
 def test_compare_resumes_after_being_killed(smoke_demo, tmp_path, monkeypatch, capsys):
     data = smoke_demo / "data"
     desc = tmp_path / "run.yaml"
@@ -62,6 +81,7 @@ dataset: {{type: coco, train_json: {data}/tiles/train.json, val_json: {data}/til
 pretrain: {{model: test, epochs: 1, batch_size: 16}}
 detection: {{config: quick_schedules/mask_rcnn_dama_vit_instant_test.yaml, iters: 4}}
 methods: [random, init, mae]
+probe: {{task: celltype, data: {data}/crops, max_images: 24}}
 """)
     out = tmp_path / "cmp"
     real_cli, calls = compare_mod.run_cli, []
@@ -84,6 +104,9 @@ methods: [random, init, mae]
     init = load_encoder_export(out / "runs" / "init" / "seed0" / "pretrain" / "encoder.pth")
     assert init["epoch"] == 0 and init["embed_dim"] == 64
     assert not (out / "runs" / "init" / "seed0" / "pretrain" / "checkpoint-last.pth").exists()
+    # every encoder was probed frozen before detection (random init has no export)
+    probed = sorted(p.parent.parent.name for p in out.glob("runs/*/seed0/probe_celltype.json"))
+    assert probed == ["init", "mae"]
 
     calls.clear()
     capsys.readouterr()
@@ -103,6 +126,10 @@ methods: [random, init, mae]
     assert gains["mae"]["segm/AP vs init"]["mean"] == pytest.approx(
         seed0["mae"]["segm"]["AP"] - seed0["init"]["segm"]["AP"])
     assert "Gain over the controls" in table and "mask AP vs init" in table
+    probe = summary["probe"]["table"]
+    assert set(probe) == {"init", "mae"} and probe["init"]["linear vs init"]["mean"] == 0.0
+    assert 0.0 <= probe["mae"]["knn"]["mean"] <= 1.0
+    assert "## Frozen-encoder probe (celltype)" in table
     figures = list((out / "eval" / "seed0" / "figures").glob("compare_*.png"))
     assert figures, "methods overlaid in comparison figures"
 
@@ -134,3 +161,13 @@ methods: [random, classical]
     assert (out / "eval" / "seed0_f0.5" / "metrics.json").is_file()
     assert (out / "eval" / "seed0" / "metrics.json").is_file()
     assert "50 % labels" in results and (out / "ap_vs_labels.png").is_file()
+    # a method added to the description later: only it runs, and every evaluation is redone
+    desc.write_text(desc.read_text().replace("[random, classical]", "[random, classical, init]"))
+    before = (out / "runs" / "random" / "seed0" / "detector" / "model_final.pth").stat().st_mtime_ns
+    results = run_comparison(desc, out, device="cpu").read_text()
+    assert (out / "runs" / "random" / "seed0" / "detector" / "model_final.pth").stat().st_mtime_ns \
+        == before
+    for name in ("seed0", "seed0_f0.5"):
+        m = json.loads((out / "eval" / name / "metrics.json").read_text())
+        assert set(m) == {"random", "classical", "init"}
+    assert "| init |" in results

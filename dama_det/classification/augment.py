@@ -35,8 +35,9 @@ def build_train_transform(
         hflip: probability of a horizontal flip.
         vflip: probability of a vertical flip.
         reprob: random erasing probability (0 disables it).
-        remode: erased pixels: "const" (0, the background of unnormalised
-            fluorescence), "rand" (one normal value per channel) or "pixel".
+        remode: erased pixels: "const" (0: the mean of standardised input, the
+            background of unstandardised fluorescence), "rand" (one normal value per
+            channel) or "pixel".
         recount: maximum number of erased rectangles.
 
     Returns:

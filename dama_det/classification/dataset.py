@@ -7,8 +7,10 @@ Layout (the synthetic generator's ``crops/`` folder has it)::
 Class names are the sub-folder names, sorted. Every image must have the same channel
 count; sizes may differ (crops are resized to the model's input size). Intensities
 are scaled by the pixel type's maximum (uint8 / 255, uint16 / 65535; floats as they
-are), the paper's convention, with no mean/std normalisation; per-channel
-percentile normalisation is the alternative (:mod:`dama_det.data.normalize`).
+are), the paper's convention; per-channel percentile normalisation is the
+alternative (:mod:`dama_det.data.normalize`). ``dama-det classify`` then standardises
+each channel with the training fold's mean and std (``--pixel-stats data``, the
+default, as detection and pretraining do).
 """
 from __future__ import annotations
 
@@ -142,7 +144,8 @@ def scan_class_folders(root: str | os.PathLike, expected_channels: int | None = 
 
 
 class CropDataset(Dataset):
-    """Reads crops lazily; returns ``(image (C, S, S) float32 in [0, 1], label)``.
+    """Reads crops lazily; returns ``(image (C, S, S) float32, label)``: scaled to about
+    [0, 1], then standardised per channel when ``mean`` / ``std`` are given.
 
     Args:
         index: the dataset index.
@@ -151,12 +154,15 @@ class CropDataset(Dataset):
         scaling: intensity scaling, ``"dtype_max"`` (the paper), ``"percentile"`` or
             ``"none"`` (see :func:`dama_det.data.normalize.scale_intensities`).
         percentile_range: ``(low, high)`` percentiles for ``"percentile"``.
+        mean, std: per-channel statistics of the scaled images (``C`` values each);
+            ``(x - mean) / std`` is applied before ``transform``. None: no standardisation.
     """
 
     def __init__(self, index: CropIndex, indices: Sequence[int],
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  scaling: str = "dtype_max",
-                 percentile_range: tuple[float, float] = (1.0, 99.8)):
+                 percentile_range: tuple[float, float] = (1.0, 99.8),
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
         if scaling not in SCALING_MODES:
             raise DamaUserError(f"intensity scaling must be one of {', '.join(SCALING_MODES)}, "
                                 f"got {scaling!r}")
@@ -165,6 +171,19 @@ class CropDataset(Dataset):
         self.transform = transform
         self.scaling = scaling
         self.percentile_range = tuple(percentile_range)
+        self.mean = self.std = None
+        if mean is not None and std is not None:
+            self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+            self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+            if len(self.mean) != index.in_chans or len(self.std) != index.in_chans:
+                raise DamaUserError(f"pixel statistics have {len(self.mean)} / {len(self.std)} "
+                                    f"values for {index.in_chans} channel(s)")
+
+    def scaled(self, j: int) -> np.ndarray:
+        """Sample ``j`` of the *index* scaled to about [0, 1], ``(C, H, W)`` float32."""
+        tif = read_tiff(self.index.paths[j], expected_channels=self.index.in_chans)
+        scaled = scale_intensities(tif.image, self.scaling, tif.dtype, self.percentile_range)
+        return np.ascontiguousarray(scaled, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -175,10 +194,9 @@ class CropDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         j = int(self.indices[i])
-        path = self.index.paths[j]
-        tif = read_tiff(path, expected_channels=self.index.in_chans)
-        scaled = scale_intensities(tif.image, self.scaling, tif.dtype, self.percentile_range)
-        image = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))
+        image = torch.from_numpy(self.scaled(j))
+        if self.mean is not None:
+            image = (image - self.mean) / self.std
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.index.labels[j])

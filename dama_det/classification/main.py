@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.pixel_stats import pixel_stats
 from ..errors import DamaUserError
 from ..pretrain.export import load_encoder_export
 from ..utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, pick_device
@@ -87,6 +88,7 @@ class ClassifyOptions:
     eval_batch_size: int = 256
     intensity_scaling: str = "dtype_max"
     percentile_range: tuple[float, float] = (1.0, 99.8)
+    pixel_stats: str = "data"  # "data": standardise with the training fold's mean/std; "none"
     synth_per_class: int = 100
     synth_crop_size: int = 128
     save_models: bool = False
@@ -273,11 +275,11 @@ def _run(opts: ClassifyOptions, info: DistInfo, device: torch.device) -> dict[st
     if dup:
         raise DamaUserError(f"--method name {dup[0]!r} is given more than once")
     exports = {m.name: load_encoder_export(m.export_path) for m in opts.methods if m.export_path}
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     index = _prepare_data(opts, info, out)
     img_size = _resolve_img_size(opts, index, list(exports.values()))
     methods = _prepare_methods(opts, index, img_size, exports)
+    if info.is_main:  # once the inputs are checked: a bad one leaves nothing behind
+        out.mkdir(parents=True, exist_ok=True)
     for m in methods:
         if m.report is not None:
             _log(opts, info, f"{m.spec.name}: {m.report.summary()}")
@@ -301,6 +303,7 @@ def _run(opts: ClassifyOptions, info: DistInfo, device: torch.device) -> dict[st
         "intensity_scaling": opts.intensity_scaling,
         "percentile_range": (list(opts.percentile_range)
                              if opts.intensity_scaling == "percentile" else None),
+        "pixel_stats": opts.pixel_stats,
     }
     for m in methods:
         fp = {**common_fp, **m.fingerprint()}
@@ -349,9 +352,15 @@ def _train_fold(opts: ClassifyOptions, info: DistInfo, device: torch.device,
                                      recount=cfg.recount)
     eval_tf = build_eval_transform(img_size)
 
+    mean = std = None
+    if opts.pixel_stats == "data":  # the training fold's statistics (no test pixels)
+        raw = CropDataset(index, train_idx, scaling=opts.intensity_scaling,
+                          percentile_range=opts.percentile_range)
+        mean, std = pixel_stats(train_idx.tolist(), raw.scaled, seed=fold_seed)
+
     def crops(indices: np.ndarray, transform) -> CropDataset:
         return CropDataset(index, indices, transform, scaling=opts.intensity_scaling,
-                           percentile_range=opts.percentile_range)
+                           percentile_range=opts.percentile_range, mean=mean, std=std)
 
     start = time.perf_counter()
     log = finetune(model, crops(train_idx, train_tf), num_classes, cfg, device=device,
@@ -367,6 +376,7 @@ def _train_fold(opts: ClassifyOptions, info: DistInfo, device: torch.device,
             "format": CLASSIFIER_FORMAT, "model": model.state_dict(), "arch": asdict(m.arch),
             "img_size": img_size, "in_chans": index.in_chans, "class_names": index.class_names,
             "channel_names": index.channel_names, "method": m.spec.name, "fold": fold,
+            "intensity_scaling": opts.intensity_scaling, "pixel_mean": mean, "pixel_std": std,
         }, Path(opts.out) / "models" / m.spec.name / f"fold{fold}.pth")
     return {
         "test_acc": accuracy_percent(test_conf),
@@ -383,6 +393,8 @@ def _train_fold(opts: ClassifyOptions, info: DistInfo, device: torch.device,
         "world_size": info.world_size,
         "device": str(device),
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "off",
+        "pixel_mean": mean,
+        "pixel_std": std,
     }
 
 

@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..inference.classical import predict_classical
+    from ..utils import check_output_dir
 
+    check_output_dir(args.out)
     path = predict_classical(
         args.inputs, args.out, overlay=not args.no_overlay, progress=not args.quiet,
         channel=args.channel, sigma=args.sigma, min_distance=args.min_distance,

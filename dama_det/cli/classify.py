@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "percentile: per-channel percentile normalisation")
     io.add_argument("--percentile-range", type=float, nargs=2, default=(1.0, 99.8),
                     metavar=("LOW", "HIGH"), help="percentiles mapped to 0 and 1")
+    io.add_argument("--pixel-stats", choices=("data", "none"), default="data",
+                    help="data: standardise each channel with the training fold's mean and "
+                    "std after scaling (as detection and pretraining do); none: the paper's "
+                    "plain scaling")
     io.add_argument("--save-models", action="store_true",
                     help="also save each fine-tuned classifier (OUT/models/METHOD/foldI.pth)")
     io.add_argument("--quiet", action="store_true", help="print only the final table")
@@ -115,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     from ..classification import ClassifyOptions, FinetuneConfig, ViTArch, parse_method
     from ..classification.model import ARCH_PRESETS
     from ..errors import DamaUserError
+    from ..utils import check_output_dir
 
+    check_output_dir(args.out)
     if args.crop_scale[0] <= 0 or args.crop_scale[0] > args.crop_scale[1] or args.crop_scale[1] > 1:
         raise DamaUserError(f"--crop-scale needs 0 < MIN <= MAX <= 1, got {args.crop_scale}")
     low, high = args.percentile_range
@@ -147,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         finetune=cfg, device=args.device, amp=args.amp, synth_per_class=args.synth_per_class,
         synth_crop_size=args.synth_crop_size, save_models=args.save_models,
         restart=args.restart, quiet=args.quiet, intensity_scaling=args.intensity_scaling,
-        percentile_range=(low, high),
+        percentile_range=(low, high), pixel_stats=args.pixel_stats,
     )
     from ..classification import run_classification
 

@@ -9,11 +9,14 @@ def register(subparsers) -> None:
         "compare",
         help="compare pretraining methods (random, mae, dama, ...) on Mask R-CNN AP",
         description="Run the paper's experiment from a YAML run description (methods, "
-        "dataset, budgets, seeds): pretrain each method, train the same Mask R-CNN "
-        "schedule, evaluate all together; writes results.md/csv/json (box/mask AP, AP50, "
-        "AP75, mean and std over seeds), PR-per-IoU and error-breakdown figures with all "
-        "methods overlaid, and report.md. A stopped comparison continues where it stopped. "
-        "Shipped descriptions: configs/compare/*.yaml.",
+        "dataset, budgets, seeds; optional label fractions and probes): pretrain each "
+        "method, probe its frozen encoder, train the same Mask R-CNN schedule, evaluate all "
+        "together; writes results.md/csv/json (box/mask AP, AP50, AP75, mean and std over "
+        "seeds, paired gains over random init and the untrained export 'init', probe "
+        "accuracy), PR-per-IoU and error-breakdown figures with all methods overlaid, and "
+        "report.md. A stopped comparison continues where it stopped; a method added to the "
+        "description later runs alone. The YAML keys are documented in "
+        "dama_det/pipeline/run_spec.py; shipped descriptions: configs/compare/*.yaml.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("run")

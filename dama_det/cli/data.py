@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from ..data import crops_cli, synth_cli
 
@@ -75,12 +74,9 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 def run_to_coco(args: argparse.Namespace) -> int:
     """``dama-det data to-coco FOLDER --out GT.json``."""
     from ..data.coco_labels import folder_to_coco
-    from ..errors import DamaUserError
-    from ..utils import atomic_write_json
+    from ..utils import atomic_write_json, check_output_file
 
-    out = Path(args.out)
-    if out.exists() and out.is_dir():
-        raise DamaUserError(f"{out}: --out must be a json file, not a folder")
+    out = check_output_file(args.out)
     t0 = time.perf_counter()
     coco = folder_to_coco(args.folder, progress=not args.quiet, relative_to=out.resolve().parent,
                           expected_channels=args.channels)
@@ -93,7 +89,9 @@ def run_to_coco(args: argparse.Namespace) -> int:
 def run_from_coco(args: argparse.Namespace) -> int:
     """``dama-det data from-coco GT.json --out FOLDER``."""
     from ..data.coco_labels import coco_to_folder
+    from ..utils import check_output_dir
 
+    check_output_dir(args.out)
     t0 = time.perf_counter()
     written = coco_to_folder(args.coco_json, args.out, args.image_root,
                              copy_images=not args.no_images, progress=not args.quiet)

@@ -21,11 +21,16 @@ def register(subparsers) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of every stage")
     g.add_argument("--force", action="store_true", help="re-run stages whose outputs exist")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    g.add_argument("--controls", action="store_true",
+                   help="also train the same detector from random init and from the untrained "
+                   "export ('init') and report them beside the pretrained one (3x the "
+                   "detector time)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..pipeline.demo import run_demo
 
-    run_demo(args.out, preset=args.preset, seed=args.seed, force=args.force, device=args.device)
+    run_demo(args.out, preset=args.preset, seed=args.seed, force=args.force, device=args.device,
+             controls=args.controls)
     return 0

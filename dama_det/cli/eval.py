@@ -98,7 +98,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation.report import evaluate_report, write_report
+    from ..utils import check_output_dir
 
+    check_output_dir(args.out)
     sources = parse_named_sources(args.results)
     if not Path(args.gt).exists():
         raise DamaUserError(f"--gt {args.gt}: no such file or folder")
@@ -114,5 +116,6 @@ def run(args: argparse.Namespace) -> int:
         if first:
             parts.append(f"F1@{first} {m['cell'][first]['f1']:.4f}")
         print(f"{name}: " + ", ".join(parts))
-    print(f"wrote {Path(args.out) / 'metrics.json'} and figures in {Path(args.out) / 'figures'}")
+    figures = "" if args.no_figures else f" and figures in {Path(args.out) / 'figures'}"
+    print(f"wrote {Path(args.out) / 'metrics.json'}{figures}")
     return 0

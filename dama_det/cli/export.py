@@ -21,8 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the export; returns the exit status."""
     from ..pretrain.export import export_checkpoint, load_encoder_export
+    from ..utils import check_output_file
 
-    path = export_checkpoint(args.checkpoint, args.out)
+    path = export_checkpoint(args.checkpoint, check_output_file(args.out))
     meta = load_encoder_export(path)
     print(f"wrote {path}: {meta['method']} encoder, {meta['embed_dim']}/{meta['depth']}/"
           f"{meta['num_heads']}, {meta['in_chans']} channels, {meta['img_size']} px, "

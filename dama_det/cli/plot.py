@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluation.plots import draw_all_figures
     from ..evaluation.report import load_curves
+    from ..utils import check_output_dir
 
+    check_output_dir(args.out)
     methods, pr_ious = [], None
     seen: set[str] = set()
     for item in args.metrics:

@@ -6,7 +6,8 @@ instances are merged (memory does not grow with the image beyond the label image
 Outputs in ``--out``: ``<name>_masks.tif`` label images (0 = background, 1..N; napari
 and cellpose read them), ``<name>_overlay.png`` (channel composite + outlines) and
 ``predictions.json`` (images + COCO results with RLE masks and scores, for
-``dama-det eval``).
+``dama-det eval``). A folder holding an earlier prediction needs ``--overwrite``, which
+removes the files that prediction wrote first.
 """
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    g.add_argument("--overwrite", action="store_true",
+                   help="predict into a folder that holds an earlier prediction, removing the "
+                   "files its predictions.json lists first (without it such a folder is "
+                   "refused)")
     g.add_argument("--no-overlay", action="store_true", help="do not write PNG overlays")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -83,43 +88,42 @@ def load_predict_config(config_file: str | None, weights: str):
         DamaUserError: missing weights or config, or a config Detectron2 rejects.
     """
     from .. import get_dama_cfg
-    from ..errors import DamaUserError
+    from ..engine.config_files import check_channel_config, merge_config_file
+    from ..errors import DamaUserError, print_warning
 
     weights_path = Path(weights)
     if not weights_path.is_file():
         raise DamaUserError(f"{weights_path}: weights file not found (give --weights a "
                             "checkpoint written by `dama-det train`)")
     path = _config_path(config_file, weights_path)
-    cfg = get_dama_cfg()
-    try:
-        cfg.merge_from_file(str(path))
-    except (KeyError, ValueError, TypeError, AssertionError) as exc:
-        raise DamaUserError(f"{path}: invalid config ({type(exc).__name__}: {exc})") from None
-    except Exception as exc:  # yaml errors
-        raise DamaUserError(f"{path}: cannot read config ({type(exc).__name__}: {exc})") \
-            from None
+    cfg = merge_config_file(get_dama_cfg(), path)
+    check_channel_config(cfg, path)
     if config_file and str(cfg.INPUT.PIXEL_STATS).lower() == "train":
-        import sys
-
-        print(f"warning: {path} sets INPUT.PIXEL_STATS train: training replaced its "
-              "PIXEL_MEAN/PIXEL_STD by the training images' statistics, which only the run's "
-              "config.yaml (beside the weights; the default without --config-file) holds",
-              file=sys.stderr)
+        print_warning(f"{path} sets INPUT.PIXEL_STATS train: training replaced its "
+                      "PIXEL_MEAN/PIXEL_STD by the training images' statistics, which only "
+                      "the run's config.yaml (beside the weights; the default without "
+                      "--config-file) holds")
     return cfg
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``dama-det predict``; returns the exit status."""
     from ..inference.inputs import collect_inputs
-    from ..inference.pipeline import PREDICTIONS_JSON, PredictOptions, predict_and_write
+    from ..inference.pipeline import (
+        PREDICTIONS_JSON, PredictOptions, earlier_prediction_outputs, predict_and_write,
+    )
     from ..inference.predictor import MaskRCNNTilePredictor
     from ..inference.tiling import check_tiling
+    from ..utils import check_output_dir, claim_output_dir
 
+    check_output_dir(args.out)
     cfg = load_predict_config(args.config_file, args.weights)
-    inputs = collect_inputs(args.inputs)
+    inputs = collect_inputs(args.inputs, expected_channels=len(cfg.MODEL.PIXEL_MEAN))
     tile = args.tile_size or int(cfg.INPUT.LSJ.IMAGE_SIZE)
     overlap = args.overlap if args.overlap is not None else tile // 4
     check_tiling(tile, overlap)
+    claim_output_dir(args.out, earlier_prediction_outputs(args.out), overwrite=args.overwrite,
+                     can_resume=False)
     predictor = MaskRCNNTilePredictor.from_config(
         cfg, args.weights, device=args.device, amp=args.amp,
         score_thresh=args.score_thresh, tile_size=tile,

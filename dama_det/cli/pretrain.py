@@ -11,7 +11,8 @@ Self-supervised pretraining of a ViT encoder on N-channel TIFF crops with DAMA
 (two students, adaptive masking, reconstruction + feature regression) or MAE.
 Writes OUTPUT_DIR/checkpoint-{last,best,EPOCH}.pth, log.jsonl, tensorboard/,
 figures/epoch_*.png and, at the end, encoder.pth (the student-1 encoder export that
-`dama-det train` and `dama-det classify` load).
+`dama-det train` and `dama-det classify` load). An OUTPUT_DIR that holds an earlier
+run needs --resume (continue it) or --overwrite (replace it).
 
 Without --data, synthetic 7-channel crops are generated into
 OUTPUT_DIR/synthetic_crops, so `dama-det pretrain --output-dir DIR` alone pretrains a

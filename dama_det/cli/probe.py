@@ -102,14 +102,14 @@ def run(args: argparse.Namespace) -> int:
     """Run ``dama-det probe``; returns the exit status."""
     from ..errors import DamaUserError
     from ..probe.run import run_probes, summary_lines
-    from ..utils.io import atomic_write_json
+    from ..utils import atomic_write_json, check_output_file
 
     if args.with_random and args.random:
         raise DamaUserError("--with-random needs --weights (--random is already the control)")
     if not args.data.exists():
         raise DamaUserError(f"{args.data}: no such data folder")
-    if args.out is not None and args.out.is_dir():
-        raise DamaUserError(f"{args.out}: is a folder; give --out a file name (metrics.json)")
+    if args.out is not None:
+        check_output_file(args.out)
     result = run_probes(
         None if args.random else args.weights, args.task, args.data,
         img_size=args.img_size, max_images=args.max_images, seed=args.seed,

@@ -14,8 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train Mask R-CNN with the DAMA ViT backbone on N-channel cell images,\n"
         "or evaluate a trained model (--eval-only). Without dataset flags it trains on\n"
         "synthetic 7-channel data, generated into OUTPUT_DIR/synth_data when absent.\n"
-        "Checkpoints (model_final.pth, model_best.pth by segm AP), metrics.json and\n"
-        "TensorBoard events go to the output directory.",
+        "Checkpoints (model_final.pth, model_best.pth by segm AP; written atomically),\n"
+        "metrics.json and TensorBoard events go to the output directory; one that holds an\n"
+        "earlier run needs --resume (continue it) or --overwrite (replace it).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

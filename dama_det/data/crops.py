@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DamaUserError
+from ..errors import DamaUserError, print_warning
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -134,6 +134,16 @@ def _tile_starts(n: int, tile: int) -> list[int]:
     return list(range(0, max(n, 1), tile))
 
 
+def _no_crop_reason(height: int, width: int, crop_size: int, threshold: float) -> str:
+    """Why an ``height x width`` image gave no crop (for the warning / error line)."""
+    if height < crop_size or width < crop_size:
+        return f"the image ({height}x{width}) is smaller than the crop size {crop_size}"
+    if not np.isfinite(threshold):
+        return "the nuclear channel is uniform (no cells to find)"
+    return (f"no cell centre found at least {crop_size // 2} px from the border (try another "
+            "--nuclear-channel, a smaller --min-area or --crop-size)")
+
+
 def extract_cell_crops(
     images: Sequence[str | os.PathLike] | str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -171,7 +181,8 @@ def extract_cell_crops(
 
     Raises:
         DamaUserError: missing inputs, inconsistent channel counts (naming the file),
-            a bad channel index or sizes.
+            a bad channel index or sizes, or no crop at all (naming an image and why;
+            an image without crops among others gives a warning line).
     """
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
@@ -214,6 +225,7 @@ def extract_cell_crops(
     margin = max(2 * min_distance, 16)
     written: list[Path] = []
     rows: list[tuple] = []
+    empty: list[tuple[Path, str]] = []  # images that gave no crop, and why
     stems: dict[str, int] = {}
     with staged_output_dir(out, "crops.csv") as stage:
         for f in tqdm(files, desc="images", disable=not progress, leave=False):
@@ -255,8 +267,16 @@ def extract_cell_crops(
                         break
                 if max_crops is not None and len(written) >= max_crops:
                     break
+            if n_img == 0:
+                empty.append((f, _no_crop_reason(h, w, crop_size, thr)))
             if max_crops is not None and len(written) >= max_crops:
                 break
+        if not written:
+            f, reason = empty[0]
+            more = f" (and {len(empty) - 1} more image(s))" if len(empty) > 1 else ""
+            raise DamaUserError(f"{f}: no crops: {reason}{more}")
+        for f, reason in empty:
+            print_warning(f"{f}: no crops: {reason}")
         write_csv(stage / "crops.csv", ("file", "source", "y", "x"), rows)
         written = [out / p.relative_to(stage) for p in written]
     return written

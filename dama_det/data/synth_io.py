@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import DamaUserError
-from ..utils import atomic_write_bytes
+from ..utils import atomic_write_bytes, check_output_dir
 
 
 @contextmanager
@@ -31,18 +31,17 @@ def staged_output_dir(out_dir: str | os.PathLike, marker: str) -> Iterator[Path]
         The temporary folder to write into.
 
     Raises:
-        DamaUserError: ``out_dir`` is a file, or a non-empty folder that is not an
-            earlier output of this tool (we never delete foreign data).
+        DamaUserError: ``out_dir`` is a file or cannot be written, or it is a non-empty
+            folder that is not an earlier output of this tool (we never delete foreign
+            data).
     """
-    out = Path(out_dir)
-    if out.exists():
-        if not out.is_dir():
-            raise DamaUserError(f"{out}: exists and is not a folder")
-        if any(out.iterdir()) and not (out / marker).is_file():
-            raise DamaUserError(
-                f"{out}: folder exists, is not empty and holds no {marker} from an earlier "
-                "run; choose another output folder or empty it"
-            )
+    out = check_output_dir(out_dir)
+    check_output_dir(out.absolute().parent)  # the new folder is staged beside it
+    if out.exists() and any(out.iterdir()) and not (out / marker).is_file():
+        raise DamaUserError(
+            f"{out}: folder exists, is not empty and holds no {marker} from an earlier "
+            "run; choose another output folder or empty it"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     if stage.exists():

@@ -9,11 +9,14 @@ axes by the same rules without reading pixels (for checking thousands of crops).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import tifffile
@@ -65,6 +68,25 @@ def _ome_channel_names(tif: tifffile.TiffFile) -> list[str] | None:
     return [name or f"ch{i}" for i, name in enumerate(names)]
 
 
+def _drop_unit_axes(
+    shape: Sequence[int], axes: str | None, max_ndim: int
+) -> tuple[tuple[int, ...], str | None]:
+    """Drop the length-1 axes of a shape with more than ``max_ndim`` axes (e.g. T and Z
+    of a TCZYX OME image), keeping at least the last two (a 1 x 1 image stays 2-D).
+
+    Returns:
+        ``(shape, axes)``; ``axes`` kept in step (None if it did not match ``shape``).
+    """
+    shape = tuple(int(n) for n in shape)
+    if len(shape) <= max_ndim:
+        return shape, axes
+    keep = [i for i, n in enumerate(shape) if n != 1]
+    if len(keep) < 2:
+        keep = [len(shape) - 2, len(shape) - 1]
+    axes = "".join(axes[i] for i in keep) if axes and len(axes) == len(shape) else None
+    return tuple(shape[i] for i in keep), axes
+
+
 def _chw_layout(
     shape: Sequence[int], axes: str | None, path: Path
 ) -> tuple[tuple[int, ...], int | None]:
@@ -87,13 +109,7 @@ def _chw_layout(
     Raises:
         DamaUserError: not a 2-D or 3-D image after squeezing.
     """
-    shape = tuple(int(n) for n in shape)
-    if len(shape) > 3:
-        keep = [i for i, n in enumerate(shape) if n != 1]
-        if len(keep) < 2:  # a 1 x 1 image: keep the last two axes
-            keep = [len(shape) - 2, len(shape) - 1]
-        axes = "".join(axes[i] for i in keep) if axes and len(axes) == len(shape) else None
-        shape = tuple(shape[i] for i in keep)
+    shape, axes = _drop_unit_axes(shape, axes, 3)
     if len(shape) == 2:
         return shape, None
     if len(shape) != 3:
@@ -153,27 +169,71 @@ class TiffHeader:
         return (self.channels, self.height, self.width)
 
 
+# What tifffile logs (rather than raises) when a file is damaged: the page chain or a
+# tag pointing past the end of a truncated file, pages missing from a series its
+# metadata declares. tifffile then reads what is left, e.g. only the first page of a
+# truncated multi-page OME-TIFF, so these records make the file an error.
+_DAMAGE = re.compile(r"offset|corrupt|missing|incomplet|truncat|failed to read|expected \d+ ",
+                     re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def _tifffile_records() -> Iterator[list[logging.LogRecord]]:
+    """Collect (instead of printing) what tifffile logs inside the block."""
+    log = logging.getLogger("tifffile")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    propagate, log.propagate = log.propagate, False
+    log.addHandler(handler)
+    try:
+        yield records
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
 def _read_first_series(path: Path, read):
     """Open ``path`` as TIFF and return ``read(tif, first_series)``.
 
     Raises:
-        DamaUserError: missing file, no image in it, or anything tifffile fails on
-            (corrupt or truncated files), as one line naming the file.
+        DamaUserError: missing file, no image in it, anything tifffile fails on, or a
+            damaged file tifffile would read in part (a truncated multi-page file whose
+            series comes out shorter than its metadata declares), as one line naming
+            the file.
     """
     if not path.is_file():
         raise DamaUserError(f"{path}: no such file")
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_records() as records, tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise DamaUserError(f"{path}: cannot read as TIFF (the file holds no image)")
-            return read(tif, tif.series[0])
+            result = read(tif, tif.series[0])
     except DamaUserError:
         raise
     except Exception as exc:  # tifffile raises several types for corrupt files
         raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+    damage = [r.getMessage() for r in records
+              if r.levelno >= logging.ERROR or _DAMAGE.search(r.getMessage())]
+    if damage:
+        detail = re.sub(r"<[^<>]*>\s*", "", damage[0])  # without tifffile's object reprs
+        raise DamaUserError(f"{path}: corrupt or truncated TIFF ({detail})")
+    for record in records:  # anything else tifffile noted: pass it on
+        logging.getLogger("tifffile").handle(record)
+    return result
 
 
-def read_tiff_header(path: str | os.PathLike) -> TiffHeader:
+def _check_channel_count(path: Path, channels: int, expected: int | None,
+                         shape: Sequence[int], axes: str | None) -> None:
+    """Raise unless an image of ``channels`` channels is what the caller ``expected``."""
+    if expected is not None and channels != expected:
+        raise DamaUserError(
+            f"{path}: image has {channels} channel(s) but {expected} are expected "
+            f"(shape {tuple(shape)}, axes {axes or '?'})"
+        )
+
+
+def read_tiff_header(path: str | os.PathLike, expected_channels: int | None = None) -> TiffHeader:
     """Channel count, size, pixel type and axes of a TIFF / OME-TIFF, from its header.
 
     No pixel data is read (fast on thousands of crops); the layout rules (squeezed
@@ -182,13 +242,16 @@ def read_tiff_header(path: str | os.PathLike) -> TiffHeader:
 
     Args:
         path: the file.
+        expected_channels: if given, the channel count the caller needs; a mismatch
+            raises :class:`DamaUserError` (the message of :func:`read_tiff`).
 
     Returns:
         A :class:`TiffHeader`.
 
     Raises:
         DamaUserError: missing/unreadable/corrupt file, no image in it, an empty image,
-            an unsupported pixel type or a layout other than 2-D / 3-D.
+            an unsupported pixel type, a layout other than 2-D / 3-D or the wrong
+            channel count.
     """
     path = Path(path)
     shape, axes, dtype = _read_first_series(
@@ -202,6 +265,7 @@ def read_tiff_header(path: str | os.PathLike) -> TiffHeader:
     else:
         channels = squeezed[channel_axis]
         height, width = (n for i, n in enumerate(squeezed) if i != channel_axis)
+    _check_channel_count(path, int(channels), expected_channels, shape, axes)
     return TiffHeader(int(channels), int(height), int(width), dtype, axes or "")
 
 
@@ -240,11 +304,7 @@ def read_tiff(path: str | os.PathLike, expected_channels: int | None = None) -> 
     if not np.isfinite(chw).all():
         raise DamaUserError(f"{path}: image contains NaN or Inf values")
     c = chw.shape[0]
-    if expected_channels is not None and c != expected_channels:
-        raise DamaUserError(
-            f"{path}: image has {c} channel(s) but {expected_channels} are expected "
-            f"(shape {tuple(arr.shape)}, axes {axes or '?'})"
-        )
+    _check_channel_count(path, c, expected_channels, arr.shape, axes)
     if not names or len(names) != c:
         names = [f"ch{i}" for i in range(c)]
     return TiffImage(np.ascontiguousarray(chw), names, np.dtype(source_dtype), axes or "")
@@ -326,15 +386,10 @@ def read_label_image(path: str | os.PathLike) -> np.ndarray:
         int32 array ``(H, W)``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DamaUserError(f"{path}: no such file")
-    try:
-        arr = tifffile.imread(path)
-    except Exception as exc:
-        raise DamaUserError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+    arr = _read_first_series(path, lambda tif, series: series.asarray())
     if arr.size == 0:
         raise DamaUserError(f"{path}: label image is empty (shape {arr.shape})")
-    arr = np.squeeze(arr)
+    arr = arr.reshape(_drop_unit_axes(arr.shape, None, 2)[0])
     if arr.ndim != 2:
         raise DamaUserError(f"{path}: a label image must be 2-D, got shape {arr.shape}")
     if arr.dtype == bool:

@@ -2,10 +2,12 @@
 
 Detectron2's flips, :class:`~detectron2.data.transforms.ResizeScale` (torch
 interpolation for float images), :class:`~detectron2.data.transforms.FixedSizeCrop`,
-crops and pads already work on ``(H, W, C)`` float arrays with any ``C``. Only the
-90-degree rotation is added here, plus :func:`build_nchannel_augmentations` (the
-training pipeline from the config) and :func:`apply_to_mask_stack` (all instance masks
-of an image through the same transforms at once).
+crops and pads already work on ``(H, W, C)`` float arrays with any ``C``. Added here:
+the 90-degree rotation, a scale jitter around the image's own size
+(:class:`NativeScaleJitter`: microscopy has a fixed pixel size, and inference runs at
+it), :func:`build_nchannel_augmentations` (the training pipeline from the config) and
+:func:`apply_to_mask_stack` (all instance masks of an image through the same
+transforms at once).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import numpy as np
 from detectron2.data import transforms as T
 from fvcore.transforms.transform import NoOpTransform, Transform, TransformList
 from PIL import Image
+
+from ..errors import DamaUserError
 
 
 class Rot90Transform(Transform):
@@ -66,11 +70,38 @@ class RandomRot90(T.Augmentation):
         return Rot90Transform(h, w, k)
 
 
+class NativeScaleJitter(T.Augmentation):
+    """Resize by a random factor in ``[min_scale, max_scale]`` of the image's own size.
+
+    Detectron2's ``ResizeScale`` first fits the image into the crop size, so an image
+    larger than the crop is shrunk during training but predicted at its own size; here
+    a factor of 1 keeps the pixel size that inference sees.
+
+    Args:
+        min_scale, max_scale: range of the uniform random factor.
+        interp: PIL interpolation of the image (masks: nearest).
+    """
+
+    def __init__(self, min_scale: float, max_scale: float, interp=Image.BILINEAR):
+        super().__init__()
+        if not 0 < min_scale <= max_scale:
+            raise ValueError(f"scale range must satisfy 0 < min <= max, got ({min_scale}, {max_scale})")
+        self.min_scale, self.max_scale, self.interp = float(min_scale), float(max_scale), interp
+
+    def get_transform(self, image: np.ndarray) -> Transform:
+        h, w = image.shape[:2]
+        scale = float(np.random.uniform(self.min_scale, self.max_scale))
+        return T.ResizeTransform(h, w, max(1, int(round(h * scale))),
+                                 max(1, int(round(w * scale))), self.interp)
+
+
 def build_nchannel_augmentations(cfg, is_train: bool) -> list[T.Augmentation]:
     """The augmentation list for N-channel images from the config.
 
-    Training: large-scale jitter (``ResizeScale`` + ``FixedSizeCrop`` to
-    ``INPUT.LSJ.IMAGE_SIZE``, padded with ``INPUT.PAD_VALUE``) when ``INPUT.LSJ.ENABLED``,
+    Training: large-scale jitter (a random resize - ``ResizeScale`` for
+    ``INPUT.LSJ.MODE`` "fit", :class:`NativeScaleJitter` for "native" - then
+    ``FixedSizeCrop`` to ``INPUT.LSJ.IMAGE_SIZE``, padded with ``INPUT.PAD_VALUE``) when
+    ``INPUT.LSJ.ENABLED``,
     else Detectron2's optional ``INPUT.CROP`` and ``ResizeShortestEdge``
     (``MIN_SIZE_TRAIN``...); then random horizontal / vertical flips and 90-degree
     rotations as ``INPUT.HFLIP`` / ``VFLIP`` / ``ROT90`` say. Inference: nothing (the
@@ -91,7 +122,13 @@ def build_nchannel_augmentations(cfg, is_train: bool) -> list[T.Augmentation]:
     if lsj is not None and lsj.get("ENABLED", False):
         size = int(lsj.IMAGE_SIZE)
         lo, hi = (float(v) for v in lsj.SCALE_RANGE)
-        augs.append(T.ResizeScale(lo, hi, size, size, interp=Image.BILINEAR))
+        mode = lsj.get("MODE", "fit")
+        if mode == "fit":
+            augs.append(T.ResizeScale(lo, hi, size, size, interp=Image.BILINEAR))
+        elif mode == "native":
+            augs.append(NativeScaleJitter(lo, hi))
+        else:
+            raise DamaUserError(f"INPUT.LSJ.MODE: expected 'fit' or 'native', got {mode!r}")
         augs.append(
             T.FixedSizeCrop((size, size), pad=True, pad_value=float(inp.get("PAD_VALUE", 0.0)),
                             seg_pad_value=0)

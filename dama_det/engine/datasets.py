@@ -117,3 +117,35 @@ def register_datasets_from_cfg(cfg: CfgNode) -> list[str]:
             )
         logger.info("Dataset %s: %s", name, MetadataCatalog.get(name).get("json_file", "registered"))
     return list(_json_map(cfg))
+
+
+def check_dataset_images(cfg: CfgNode) -> int:
+    """Check, from the file headers alone, every image of the registered
+    ``DATASETS.TRAIN`` and ``DATASETS.TEST``: a readable TIFF (not corrupt or truncated)
+    with ``len(MODEL.PIXEL_MEAN)`` channels and the size its json gives. Run before
+    training starts, so that a bad image stops it at once, before anything is written.
+
+    Returns:
+        The number of images checked.
+
+    Raises:
+        DamaUserError: naming the image at fault.
+    """
+    from ..data.tiff_io import read_tiff_header
+
+    channels = len(cfg.MODEL.PIXEL_MEAN)
+    checked: set[str] = set()
+    for name in dict.fromkeys([*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]):
+        for record in DatasetCatalog.get(name):
+            path = record["file_name"]
+            if path in checked:
+                continue
+            checked.add(path)
+            header = read_tiff_header(path, expected_channels=channels)
+            size = (record.get("height", header.height), record.get("width", header.width))
+            if (header.height, header.width) != tuple(size):
+                raise DamaUserError(
+                    f"{path}: image is {header.height}x{header.width} but dataset {name!r} "
+                    f"says {size[0]}x{size[1]}"
+                )
+    return len(checked)

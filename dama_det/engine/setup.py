@@ -13,7 +13,7 @@ from detectron2.engine import default_setup
 
 from ..config import get_dama_cfg, resolve_device, resolve_pretrain_img_size
 from ..errors import DamaUserError
-from .config_files import find_config_file
+from .config_files import check_channel_config, find_config_file, merge_config_file
 from .datasets import register_datasets_from_cfg
 
 logger = logging.getLogger(__name__)
@@ -48,10 +48,7 @@ def build_cfg(args: argparse.Namespace, resolve: bool = True) -> CfgNode:
     cfg = get_dama_cfg()
     config_file = find_config_file(getattr(args, "config_file", None))
     args.config_file = str(config_file)
-    try:
-        cfg.merge_from_file(str(config_file))
-    except (KeyError, ValueError, AssertionError) as exc:
-        raise DamaUserError(f"{config_file}: {exc}") from None
+    merge_config_file(cfg, config_file)
     if getattr(args, "output_dir", None):
         cfg.OUTPUT_DIR = str(args.output_dir)
     if getattr(args, "weights", None):
@@ -78,6 +75,7 @@ def build_cfg(args: argparse.Namespace, resolve: bool = True) -> CfgNode:
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError) as exc:
         raise DamaUserError(f"config override: {exc}") from None
+    check_channel_config(cfg, config_file)
     resolve_pretrain_img_size(cfg)
     if resolve:
         resolve_device(cfg)
@@ -114,9 +112,9 @@ def apply_epoch_schedule(cfg: CfgNode) -> None:
     per_epoch = max(1, math.ceil(n_images / cfg.SOLVER.IMS_PER_BATCH))
     max_iter = max(1, int(round(epochs * per_epoch)))
     cfg.SOLVER.MAX_ITER = max_iter
-    steps = sorted({int(f * max_iter) for f in cfg.SOLVER.STEP_FRACTIONS})
-    cfg.SOLVER.STEPS = tuple(s for s in steps if 0 < s < max_iter)
+    cfg.SOLVER.STEPS = tuple(int(f * max_iter) for f in cfg.SOLVER.STEP_FRACTIONS)
     cfg.SOLVER.WARMUP_ITERS = min(cfg.SOLVER.WARMUP_ITERS, max_iter // 4)
+    fit_schedule(cfg)
     if cfg.TEST.EVAL_EPOCHS > 0:
         period = max(1, int(round(cfg.TEST.EVAL_EPOCHS * per_epoch)))
         cfg.TEST.EVAL_PERIOD = cfg.SOLVER.CHECKPOINT_PERIOD = period
@@ -125,6 +123,29 @@ def apply_epoch_schedule(cfg: CfgNode) -> None:
         epochs, n_images, cfg.SOLVER.IMS_PER_BATCH, max_iter, cfg.SOLVER.STEPS,
         cfg.TEST.EVAL_PERIOD,
     )
+
+
+def fit_schedule(cfg: CfgNode) -> None:
+    """Make the iteration schedule valid for any ``SOLVER.MAX_ITER >= 1``.
+
+    Detectron2's lr scheduler rejects lr steps at 0, at or past ``MAX_ITER``, or
+    repeated; a short run (``SOLVER.MAX_ITER 1``, a compare description with
+    ``iters: 1``) keeps the config's steps of a longer one. The steps inside
+    ``(0, MAX_ITER)`` are kept (sorted, once each), the others dropped (logged), and the
+    warm-up is cut to the run's length.
+
+    Raises:
+        DamaUserError: ``SOLVER.MAX_ITER`` below 1.
+    """
+    max_iter = int(cfg.SOLVER.MAX_ITER)
+    if max_iter < 1:
+        raise DamaUserError(f"SOLVER.MAX_ITER must be >= 1, got {max_iter}")
+    steps = tuple(sorted({int(s) for s in cfg.SOLVER.STEPS if 0 < int(s) < max_iter}))
+    if steps != tuple(cfg.SOLVER.STEPS):
+        logger.info("SOLVER.STEPS %s -> %s for MAX_ITER=%d", tuple(cfg.SOLVER.STEPS), steps,
+                    max_iter)
+    cfg.SOLVER.STEPS = steps
+    cfg.SOLVER.WARMUP_ITERS = min(int(cfg.SOLVER.WARMUP_ITERS), max_iter)
 
 
 def apply_pixel_stats(cfg: CfgNode) -> None:
@@ -175,8 +196,8 @@ def setup_dama_logger(output_dir: str) -> logging.Logger:
 
 def setup(args: argparse.Namespace) -> CfgNode:
     """Full setup in one process (each DDP worker runs it): config, datasets, epoch
-    schedule, input standardisation, frozen config, Detectron2's ``default_setup`` (logging, config.yaml in
-    OUTPUT_DIR, seeding).
+    schedule (made valid for the run's length), input standardisation, frozen config,
+    Detectron2's ``default_setup`` (logging, config.yaml in OUTPUT_DIR, seeding).
 
     Returns:
         The frozen config.
@@ -187,6 +208,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     setup_dama_logger(cfg.OUTPUT_DIR)
     register_datasets_from_cfg(cfg)
     apply_epoch_schedule(cfg)
+    fit_schedule(cfg)
     apply_pixel_stats(cfg)
     cfg.freeze()
     default_setup(cfg, args)

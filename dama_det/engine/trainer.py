@@ -4,8 +4,9 @@ What it changes: the N-channel dataset mapper (LSJ scale jitter + crop, flips,
 rotations) for training and evaluation, AdamW with layer-wise lr decay, the training
 step (fp32 / CUDA AMP / CPU bf16), DDP on CPU (gloo) as well as CUDA, COCO evaluation
 with ``maxDets`` large enough for hundreds of cells, a validation-loss hook and the
-best checkpoint by segmentation AP (``model_best.pth``). Checkpoints, TensorBoard
-events and ``metrics.json`` go to ``OUTPUT_DIR`` as in Detectron2.
+best checkpoint by segmentation AP (``model_best.pth``). Checkpoints (written
+atomically, :class:`~dama_det.engine.checkpoint.DamaCheckpointer`), TensorBoard events
+and ``metrics.json`` go to ``OUTPUT_DIR`` as in Detectron2.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import os
 import weakref
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import (
     DatasetCatalog,
@@ -28,6 +28,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data.mapper import NChannelDatasetMapper
 from ..errors import DamaUserError
+from .checkpoint import DamaCheckpointer
 from .hooks import ValidationLossHook
 from .optim import build_dama_optimizer
 from .train_loop import build_train_loop
@@ -60,7 +61,7 @@ class DamaTrainer(DefaultTrainer):
         model = create_ddp_model(model, **ddp_kwargs)
         self._trainer = build_train_loop(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = DamaCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg

@@ -18,6 +18,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -25,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import DamaUserError
+from ..errors import DamaUserError, print_warning
 from ..utils.io import atomic_write_bytes, atomic_write_json
 from .cell_metrics import (
     DEFAULT_CELL_IOU_THRESHOLDS, DEFAULT_SCORE_THRESHOLD, cell_matching_metrics, threshold_key,
@@ -128,6 +130,9 @@ def evaluate_report(
     index = _GroundTruthIndex(gt_data)
     # Check every input before the (long) evaluation starts.
     loaded = {name: load_results(source, gt_data, name) for name, source in results.items()}
+    capped = max_dets_capping(gt_data, loaded, max(int(d) for d in max_dets))
+    if capped:
+        print_warning(capped)
     methods: dict[str, MethodReport] = {}
     for name, dets in tqdm(loaded.items(), desc="evaluate", unit="method",
                            disable=not progress or len(loaded) < 2):
@@ -160,6 +165,41 @@ def evaluate_report(
         "n_gt_instances": len(gt_data["annotations"]),
     }
     return EvaluationReport(methods, settings)
+
+
+def max_dets_capping(gt: Mapping[str, Any], results: Mapping[str, Sequence[Mapping]],
+                     max_dets: int) -> str | None:
+    """Why COCO AP at ``max_dets`` would understate these results, or None.
+
+    COCO's AP counts at most ``max_dets`` detections per image (the best scored): an
+    image with more ground-truth instances cannot be fully recalled, and detections past
+    the cap are dropped, so AP is capped without any other sign.
+
+    Args:
+        gt: the COCO ground truth.
+        results: method name -> its COCO results.
+        max_dets: the largest maxDets (the one AP uses).
+
+    Returns:
+        One line naming the image with the most instances or detections over the cap,
+        its counts and the ``--max-dets`` that would lift the cap; None when no image
+        exceeds it.
+    """
+    counts: dict[str, Counter] = {"ground-truth instances": Counter(
+        a["image_id"] for a in gt["annotations"] if not a.get("iscrowd"))}
+    counts.update({f"{name} detections": Counter(d["image_id"] for d in dets)
+                   for name, dets in results.items()})
+    over = {(what, image): n for what, c in counts.items() for image, n in c.items()
+            if n > max_dets}
+    if not over:
+        return None
+    (what, image), n = max(over.items(), key=lambda kv: kv[1])
+    names = {img["id"]: img.get("file_name", "") for img in gt["images"]}
+    n_images = len({image for _, image in over})
+    more = f" (and {n_images - 1} more image(s) over the cap)" if n_images > 1 else ""
+    return (f"image {image} ({names.get(image, '?')}) has {n} {what}, more than --max-dets "
+            f"{max_dets}{more}: COCO AP counts at most {max_dets} detections per image, so AP "
+            f"is capped; rerun with --max-dets {max(over.values())} or more")
 
 
 def save_curves(report: EvaluationReport, path: str | Path) -> Path:
@@ -206,8 +246,9 @@ def load_curves(path: str | Path) -> tuple[list[MethodCurves], list[float]]:
                     rec_thresholds=z["rec_thresholds"],
                     area_names=[str(a) for a in z["area_names"]], cell=cell.get(name, {})))
             pr_ious = [float(t) for t in z["pr_iou_thresholds"]]
-    except (KeyError, ValueError, OSError) as exc:
-        raise DamaUserError(f"{path}: not a dama-det PR-curve file ({exc})") from None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DamaUserError(f"{path}: not a dama-det PR-curve file, or a truncated one "
+                            f"({type(exc).__name__}: {exc})") from None
     return methods, pr_ious
 
 

@@ -267,8 +267,7 @@ def predict_classical(
         raise TypeError(f"unknown segment_classical parameters {sorted(unknown)}")
     settings = {**DEFAULTS, **params}
     items = collect_inputs(inputs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created by the first write
     images: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     start = time.perf_counter()

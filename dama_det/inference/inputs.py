@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..data.coco_labels import MASK_SUFFIX, split_image_name
+from ..data.tiff_io import read_tiff_header
 from ..errors import DamaUserError
 
 
@@ -60,19 +61,24 @@ def _coco_images(path: Path) -> list[tuple[Path, int]]:
     return out
 
 
-def collect_inputs(paths: Sequence[str | os.PathLike]) -> list[InputImage]:
-    """Expand the command line's inputs into the list of images to predict.
+def collect_inputs(paths: Sequence[str | os.PathLike],
+                   expected_channels: int | None = None) -> list[InputImage]:
+    """Expand the command line's inputs into the list of images to predict, each one
+    checked from its header (readable, not truncated, the channel count), so that a bad
+    image stops the command before it loads a model or writes anything.
 
     Args:
         paths: TIFF files, folders (their ``*.tif`` / ``*.ome.tif`` images, label images
             ``*_masks.tif`` skipped) and COCO json files (their ``images``).
+        expected_channels: the channel count every image must have (None: any).
 
     Returns:
         The images, numbered 1, 2, ... in order (COCO json images keep their ids).
 
     Raises:
         DamaUserError: a missing path, an empty folder, an unsupported file, two inputs
-            with the same output name, or duplicate image ids.
+            with the same output name, duplicate image ids, or an image that cannot be
+            read or has another channel count.
     """
     entries: list[tuple[Path, int | None]] = []
     for raw in paths:
@@ -111,4 +117,6 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> list[InputImage]:
         stems[stem] = path
         ids.add(image_id)
         out.append(InputImage(path, image_id, stem))
+    for item in out:
+        read_tiff_header(item.path, expected_channels)
     return out

@@ -8,6 +8,7 @@ which ``dama-det eval`` reads beside a ground truth from ``dama-det data to-coco
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..data.coco_labels import MASK_SUFFIX
 from ..data.normalize import scale_intensities
 from ..data.tiff_io import read_tiff, write_label_image
 from ..utils import atomic_write_json
@@ -26,6 +28,35 @@ from .outputs import CATEGORY, detections_to_coco_results, render_overlay, write
 from .tiling import TilePredictor, predict_image_tiled
 
 PREDICTIONS_JSON = "predictions.json"
+MASKS_SUFFIX, OVERLAY_SUFFIX = f"{MASK_SUFFIX}.tif", "_overlay.png"  # <stem> + suffix
+
+
+def earlier_prediction_outputs(out_dir: str | os.PathLike) -> list[Path]:
+    """The files an earlier prediction run wrote into ``out_dir``, as its
+    ``predictions.json`` lists them: that json, then each image's label image and overlay.
+
+    Only the files the json names are returned (never other ``*_masks.tif`` in the
+    folder, e.g. ground-truth label images beside their images), so ``--overwrite`` can
+    remove exactly them. An unreadable json gives just itself.
+
+    Returns:
+        Paths in ``out_dir`` (they may be missing); empty without ``predictions.json``.
+    """
+    out = Path(out_dir)
+    path = out / PREDICTIONS_JSON
+    if not path.is_file():
+        return []
+    try:
+        images = json.loads(path.read_text(encoding="utf-8")).get("images", [])
+        names = [str(img["masks_file"]) for img in images]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return [path]
+    found = [path]
+    for name in names:
+        if Path(name).name != name or not name.endswith(MASKS_SUFFIX):
+            continue  # not an output of ours: never touch it
+        found += [out / name, out / (name[: -len(MASKS_SUFFIX)] + OVERLAY_SUFFIX)]
+    return found
 
 
 @dataclass
@@ -98,7 +129,7 @@ def predict_and_write(
     Args:
         inputs: images from :func:`dama_det.inference.inputs.collect_inputs`.
         predictor: per-tile predictor (e.g. ``MaskRCNNTilePredictor``).
-        out_dir: output folder (created).
+        out_dir: output folder (created by the first file written).
         opts: run settings.
 
     Returns:
@@ -106,8 +137,7 @@ def predict_and_write(
         ``images`` (``id, file_name`` relative to ``out_dir``, ``height, width,
         channels, masks_file``), ``categories``, ``annotations`` (COCO results).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created by the first write
     images: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -115,10 +145,10 @@ def predict_and_write(
         tiff = read_tiff(item.path, expected_channels=opts.num_channels)
         c, h, w = tiff.image.shape
         labels, dets = predict_one(tiff.image, tiff.dtype, predictor, opts)
-        masks_name = f"{item.stem}_masks.tif"
+        masks_name = f"{item.stem}{MASKS_SUFFIX}"
         write_label_image(out / masks_name, labels)
         if opts.overlay:
-            write_png(out / f"{item.stem}_overlay.png", render_overlay(tiff.image, labels))
+            write_png(out / f"{item.stem}{OVERLAY_SUFFIX}", render_overlay(tiff.image, labels))
         results.extend(detections_to_coco_results(dets, item.image_id, h, w,
                                                   start_id=len(results) + 1))
         images.append({

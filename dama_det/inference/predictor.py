@@ -1,25 +1,24 @@
 """Mask R-CNN predictor for N-channel float tiles, returning compact crop detections.
 
 Builds the model from a config with Detectron2's ``build_model`` and loads a training
-checkpoint with ``DetectionCheckpointer`` (refusing checkpoints that do not fit the
-config), runs it in eval mode under ``torch.inference_mode`` with optional autocast,
-and pastes each predicted 28 x 28 mask only into the instance's own box (never a
-full-tile mask per instance).
+checkpoint with :func:`dama_det.engine.checkpoint.load_checkpoint_strict` (refusing
+checkpoints that do not fit the config), runs it in eval mode under
+``torch.inference_mode`` with optional autocast, and pastes each predicted 28 x 28 mask
+only into the instance's own box (never a full-tile mask per instance).
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.layers.mask_ops import _do_paste_mask
 
+from ..engine.checkpoint import load_checkpoint_strict
 from ..errors import DamaUserError
 from ..utils import autocast_context, pick_device, resolve_amp_dtype
 from .tiling import Detection
@@ -66,55 +65,6 @@ def prepare_inference_config(
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(score_thresh)
     cfg.freeze()
     return cfg
-
-
-class _RecordingCheckpointer(DetectionCheckpointer):
-    """A ``DetectionCheckpointer`` that keeps the incompatible keys of its last load."""
-
-    incompatible = None
-
-    def _load_model(self, checkpoint):
-        self.incompatible = super()._load_model(checkpoint)
-        return self.incompatible
-
-
-def load_checkpoint_strict(model: torch.nn.Module, weights: str | os.PathLike) -> None:
-    """Load a Detectron2 training checkpoint, failing if it does not fit the model.
-
-    Args:
-        model: the built model.
-        weights: checkpoint file (``model_final.pth`` etc.) written by training.
-
-    Raises:
-        DamaUserError: missing/unreadable file, or parameters missing from it or with
-            other shapes (e.g. a checkpoint trained for another channel count).
-    """
-    path = Path(weights)
-    if not path.is_file():
-        raise DamaUserError(f"{path}: weights file not found (give --weights a checkpoint "
-                            "written by `dama-det train`, e.g. OUTPUT/model_final.pth)")
-    checkpointer = _RecordingCheckpointer(model)
-    try:
-        checkpointer.load(str(path), checkpointables=[])
-    except Exception as exc:  # torch/pickle raise many types for a corrupt file
-        raise DamaUserError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") \
-            from None
-    incompatible = checkpointer.incompatible
-    if incompatible is None:
-        raise DamaUserError(f"{path}: not a Detectron2 checkpoint (no model state dict)")
-    if incompatible.incorrect_shapes:
-        key, ckpt_shape, model_shape = incompatible.incorrect_shapes[0]
-        raise DamaUserError(
-            f"{path}: checkpoint does not fit the config: {key} has shape {tuple(ckpt_shape)} "
-            f"in the checkpoint but {tuple(model_shape)} in the model "
-            f"({len(incompatible.incorrect_shapes)} mismatched tensors; wrong --config-file?)"
-        )
-    missing = [k for k in incompatible.missing_keys if not k.endswith("num_batches_tracked")]
-    if missing:
-        raise DamaUserError(
-            f"{path}: checkpoint lacks {len(missing)} model parameters (e.g. {missing[0]}); "
-            "wrong --config-file or not a dama-det training checkpoint?"
-        )
 
 
 def instances_to_detections(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+import torch
+import torch.nn.functional as F
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
@@ -19,7 +21,32 @@ from ..errors import DamaUserError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_dama_vit", "build_dama_vit_fpn_backbone"]
+__all__ = ["DamaFeaturePyramid", "build_dama_vit", "build_dama_vit_fpn_backbone"]
+
+
+class DamaFeaturePyramid(SimpleFeaturePyramid):
+    """Detectron2's ``SimpleFeaturePyramid``, for inputs of any size.
+
+    Its coarsest level (stride :attr:`min_input_size`, e.g. 32 = patch 16 / scale 0.5)
+    needs an input at least that large: smaller images (a 3 x 3 validation image, a
+    20 px tile) fail inside the convolutions. Such inputs are zero-padded at the bottom
+    and right to that size, as Detectron2's ``ImageList`` pads a batch; the image sizes
+    the detector clips its boxes to stay the true ones, so the predictions cover the
+    original pixels only. Larger inputs are unchanged.
+    """
+
+    @property
+    def min_input_size(self) -> int:
+        """The smallest input side the pyramid computes every level for."""
+        return int(self._size_divisibility)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The pyramid of ``x`` ``(N, C, H, W)``, padded first if H or W is too small."""
+        height, width = x.shape[-2:]
+        size = self.min_input_size
+        if height < size or width < size:
+            x = F.pad(x, (0, max(0, size - width), 0, max(0, size - height)))
+        return super().forward(x)
 
 
 def build_dama_vit(cfg: CfgNode, in_chans: int) -> ViT:
@@ -72,7 +99,8 @@ def build_dama_vit(cfg: CfgNode, in_chans: int) -> ViT:
 
 @BACKBONE_REGISTRY.register()
 def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleFeaturePyramid:
-    """ViT + simple feature pyramid (p2..p5 from scales 4, 2, 1, 0.5; p6 by max-pool).
+    """ViT + simple feature pyramid (p2..p5 from scales 4, 2, 1, 0.5; p6 by max-pool),
+    padding inputs smaller than its coarsest stride (:class:`DamaFeaturePyramid`).
 
     Select with ``MODEL.BACKBONE.NAME: build_dama_vit_fpn_backbone``. The input
     channel count comes from ``input_shape.channels`` (= ``len(MODEL.PIXEL_MEAN)``).
@@ -94,7 +122,7 @@ def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleF
 
         load_encoder_into_vit(vit, v.ENCODER_WEIGHTS)
     scale_factors = tuple(float(s) for s in v.SCALE_FACTORS)
-    backbone = SimpleFeaturePyramid(
+    backbone = DamaFeaturePyramid(
         net=vit,
         in_feature="last_feat",
         out_channels=v.OUT_CHANNELS,

@@ -7,18 +7,21 @@ fraction of the training images), predict the validation images (``classical``: 
 + watershed, no training); then evaluate all methods of a seed together (PR-per-IoU and
 error-breakdown figures overlay the methods) and write the tables of
 :mod:`.compare_results` (AP per method as mean and std over seeds, gains over the
-controls, AP against the labelled fraction).
+controls, AP against the labelled fraction). With a ``probe`` section, every encoder
+(``init``, pretrained, given) is also probed frozen (``dama-det probe``) before detection.
 
 Layout of the output folder (``_f<fraction>`` for label fractions below 1)::
 
     data/                      dataset json files, labelled subsets, pretraining crops
-    runs/<method>/seed<k>/     pretrain/, encoder.pth, detector[_f..]/, predictions[_f..]/
+    runs/<method>/seed<k>/     pretrain/, encoder.pth, probe_<task>.json, detector[_f..]/,
+                               predictions[_f..]/
     runs/classical/predictions/
     eval/seed<k>[_f..]/        metrics.json, summary.md, figures/ (all methods)
     results.md, results.csv, results.json, report.md, ap_vs_labels.png
 
 Every stage is skipped when its outputs exist and pretraining / detector training
-resume from their last checkpoints, so a killed comparison continues where it stopped.
+resume from their last checkpoints, so a killed comparison continues where it stopped;
+a method added to the description later is run and the evaluations are redone with it.
 """
 from __future__ import annotations
 
@@ -109,7 +112,7 @@ class Comparison:
         tag = f"{m.name} seed {seed}"
         encoder: Path | None = m.weights
         if m.kind in ("pretrain", "init"):
-            p = self.spec.pretrain
+            p = self.spec.pretrain_of(m)
             method = m.method or "mae"
             args = ["pretrain", "--data", str(crops), "--output-dir", str(run / "pretrain"),
                     "--method", method, "--model", str(p.get("model", "test")),
@@ -133,6 +136,22 @@ class Comparison:
                             lambda: run_cli(["export", str(run / "pretrain" / "checkpoint-last.pth"),
                                              "--out", str(encoder)], self.log))
         return encoder
+
+    def probe(self, m: MethodSpec, seed: int, encoder: Path | None, crops: Path) -> dict | None:
+        """Probe ``encoder`` frozen (the description's ``probe`` section); its result."""
+        p = self.spec.probe
+        if p is None or encoder is None:
+            return None
+        out = self.out / "runs" / m.name / f"seed{seed}" / f"probe_{p['task']}.json"
+        args = ["probe", "--weights", str(encoder), "--task", p["task"],
+                "--data", str(p.get("data", crops)), "--seed", str(seed),
+                "--device", self.device, "--out", str(out), "--quiet"]
+        if "max_images" in p:
+            args += ["--max-images", str(p["max_images"])]
+        args += [str(a) for a in p.get("args", [])]
+        self._stage(f"{m.name} seed {seed}: {p['task']} probe of the frozen encoder", [out],
+                    lambda: run_cli(args, self.log))
+        return json.loads(out.read_text())
 
     def run_method(self, m: MethodSpec, seed: int, fraction: float, train: Path, val: Path,
                    encoder: Path | None) -> Path:
@@ -166,7 +185,7 @@ class Comparison:
                     lambda: run_cli(["predict", str(val), "--weights",
                                   str(detector / "model_final.pth"), "--out",
                                   str(predictions), "--score-thresh", "0.05",
-                                  "--device", self.device, "--quiet"], self.log))
+                                  "--device", self.device, "--quiet", "--overwrite"], self.log))
         return preds
 
     def _stage(self, name, outputs, fn):
@@ -180,15 +199,19 @@ class Comparison:
         train, val, crops, channels = self.prepare_data()
         fractions = self.spec.label_fractions
         metrics: dict[float, dict[int, dict]] = {f: {} for f in fractions}
+        probes: dict[int, dict[str, dict]] = {}
         for seed in self.spec.seeds:
             encoders = {m.name: self.pretrained_encoder(m, seed, crops, channels)
                         for m in self.spec.methods}
+            probes[seed] = {m.name: r for m in self.spec.methods
+                            if (r := self.probe(m, seed, encoders[m.name], crops)) is not None}
             for fraction in fractions:
                 labelled = self.labelled_train(train, fraction, seed)
                 preds = {m.name: self.run_method(m, seed, fraction, labelled, val, encoders[m.name])
                          for m in self.spec.methods}
                 metrics[fraction][seed] = self.evaluate(preds, val, f"seed{seed}{fraction_tag(fraction)}")
-        return write_results(self.out, self.spec, metrics)
+        return write_results(self.out, self.spec, metrics,
+                             probes=probes if self.spec.probe else None)
 
     def evaluate(self, preds: dict[str, Path], val: Path, name: str) -> dict:
         """Evaluate all methods' predictions together into ``eval/<name>``; its metrics."""
@@ -198,9 +221,11 @@ class Comparison:
         if self.spec.evaluation.get("max_dets"):
             args += ["--max-dets", str(self.spec.evaluation["max_dets"])]
         args += ["--area-ranges", str(self.spec.evaluation.get("area_ranges", "cells"))]
-        self._stage(f"{name}: evaluate all methods", [ev / "metrics.json"],
-                    lambda: run_cli(args, self.log))
-        return json.loads((ev / "metrics.json").read_text())
+        done = ev / "metrics.json"
+        stale = done.is_file() and set(preds) - set(json.loads(done.read_text()))
+        run_stage(f"{name}: evaluate all methods", [done], lambda: run_cli(args, self.log),
+                  force=self.force or bool(stale), log=self.log)  # re-run for added methods
+        return json.loads(done.read_text())
 
 
 def run_comparison(description: str | Path, out_dir: str | Path | None = None, *,

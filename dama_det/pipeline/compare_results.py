@@ -1,6 +1,7 @@
 """The tables of ``dama-det compare``: AP per method (mean ± std over seeds), the gain
-of every method over the controls (random init and the untrained export ``init``), and,
-with several labelled fractions, AP against the share of labelled training images.
+of every method over the controls (random init and the untrained export ``init``),
+with several labelled fractions AP against the share of labelled training images, and
+with a ``probe`` section the frozen-encoder probe accuracy of every encoder.
 
 Files written in the comparison folder: ``results.md`` / ``.csv`` / ``.json``,
 ``report.md`` and, with several label fractions, ``ap_vs_labels.png``.
@@ -91,6 +92,51 @@ def _gain_lines(gain: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     return lines
 
 
+def probe_summary(spec: RunSpec, probes: dict[int, dict[str, dict]]) -> dict[str, dict]:
+    """Probe balanced accuracy per method, mean ± std over seeds, and the paired gain over
+    the ``init`` control (when the description has it).
+
+    Args:
+        probes: ``{seed: {method: dama-det probe result}}`` (methods with an encoder).
+
+    Returns:
+        ``{method: {"linear": {mean, std, n}, "knn": ..., "linear vs init": ...}}``
+        (``knn`` for the celltype task only).
+    """
+    ref = next((m.name for m in spec.methods if m.kind == "init"), None)
+    out: dict[str, dict] = {}
+    for m in spec.methods:
+        seeds = [s for s in spec.seeds if m.name in probes.get(s, {})]
+        if not seeds:
+            continue
+        row = {}
+        for probe in ("linear", "knn"):
+            values = [probes[s][m.name].get(probe, {}).get("balanced_accuracy") for s in seeds]
+            if any(v is None for v in values):
+                continue
+            row[probe] = _mean_std(values)
+            if ref is not None and all(ref in probes[s] for s in seeds):
+                row[f"{probe} vs init"] = _mean_std(
+                    [v - probes[s][ref][probe]["balanced_accuracy"] for v, s in zip(values, seeds)])
+        out[m.name] = row
+    return out
+
+
+def _probe_lines(spec: RunSpec, summary: dict[str, dict]) -> list[str]:
+    if not summary:
+        return []
+    cols = list(next(iter(summary.values())))
+    lines = ["", f"## Frozen-encoder probe ({spec.probe['task']})", "",
+             "Balanced accuracy (%) of probes on the frozen encoder's features (mean ± std "
+             "over seeds; gains are per-seed paired differences, in points):", "",
+             "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for method, row in summary.items():
+        cells = [f"{100 * row[c]['mean']:{'+' if 'vs' in c else ''}.1f} ± {100 * row[c]['std']:.1f}"
+                 if c in row else "-" for c in cols]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _table_lines(table: dict, cols: list[str]) -> list[str]:
     lines = ["| method | " + " | ".join(METRIC_NAMES[c] for c in cols) + " |",
              "|---" * (len(cols) + 1) + "|"]
@@ -139,7 +185,8 @@ def plot_ap_vs_labels(tables: dict[float, dict], spec: RunSpec, path: Path) -> P
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def write_results(out: Path, spec: RunSpec, by_fraction: dict[float, SeedMetrics]) -> Path:
+def write_results(out: Path, spec: RunSpec, by_fraction: dict[float, SeedMetrics],
+                  probes: dict[int, dict[str, dict]] | None = None) -> Path:
     """Write results.{md,csv,json} and report.md (and ``ap_vs_labels.png`` with several
     label fractions); returns results.md.
 
@@ -147,6 +194,7 @@ def write_results(out: Path, spec: RunSpec, by_fraction: dict[float, SeedMetrics
         out: the comparison folder.
         spec: the run description.
         by_fraction: per label fraction, the per-seed metrics of every method.
+        probes: per seed, the probe result of every method with an encoder (or None).
     """
     cols = [f"{t}/{k}" for t, k in TABLE_METRICS]
     tables = {f: {"table": aggregate(spec, m), "gains": gains(spec, m), "per_seed": m}
@@ -169,10 +217,18 @@ def write_results(out: Path, spec: RunSpec, by_fraction: dict[float, SeedMetrics
     if len(tables) > 1:
         lines += ["", "## Labels"] + _labels_lines(tables, spec)
         figures.append(plot_ap_vs_labels(tables, spec, out / "ap_vs_labels.png"))
+    probe = probe_summary(spec, probes) if probes is not None else None
+    if probe is not None:
+        lines += _probe_lines(spec, probe)
     atomic_write_bytes(out / "results.csv", buf.getvalue().encode())
     summary = {"name": spec.name, "seeds": spec.seeds,
                "label_fractions": sorted(tables), **tables[max(tables)],
                "by_label_fraction": {f"{f:g}": res for f, res in tables.items()}}
+    if probe is not None:
+        summary["probe"] = {"task": spec.probe["task"], "table": probe,
+                            "per_seed": {str(s): {m: {k: r[k] for k in ("linear", "knn") if k in r}
+                                                  for m, r in per.items()}
+                                         for s, per in probes.items()}}
     atomic_write_json(out / "results.json", summary)
     first = out / "eval" / f"seed{spec.seeds[0]}{fraction_tag(max(tables))}"
     figs = sorted((first / "figures").glob("compare_*.png")) or sorted((first / "figures").glob("*.png"))

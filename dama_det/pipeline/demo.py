@@ -11,9 +11,15 @@ subcommand, printed as it runs so it can be repeated by hand):
 6. ``eval``     ``dama-det eval``: box/mask AP, PR curves per IoU, error breakdown,
                 beside ``dama-det classical`` (Otsu + watershed, no training) as the floor.
 7. ``report``   ``report.md`` linking every table and figure.
+
+With ``controls=True`` stages 4-5 also run, same schedule and seed, from detectron2's
+random initialisation (``random``) and from the pretraining model's untrained export
+(``init``, ``dama-det pretrain --untrained``) into ``controls/<name>/``, and the
+evaluation and report put them beside the pretrained detector: what pretraining gained.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -62,17 +68,20 @@ def run_demo(
     seed: int = 0,
     force: bool = False,
     device: str = "auto",
+    controls: bool = False,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Run the whole demo into ``out_dir`` and return the path of ``report.md``.
 
     Args:
         out_dir: output folder (data/, pretrain/, encoder.pth, detector/,
-            predictions/, eval/, report.md).
+            predictions/, eval/, report.md; controls/ with ``controls``).
         preset: "cpu" (default), "smoke" (tests) or "gpu".
         seed: random seed of every stage.
         force: re-run stages whose outputs exist.
         device: "auto", "cpu", "cuda", ...
+        controls: also train and evaluate the detector from random init and from the
+            untrained export (same schedule and seed; three times the detector time).
         log: progress printer.
     """
     if preset not in PRESETS:
@@ -102,34 +111,60 @@ def run_demo(
                         "--batch-size", str(size.pretrain_batch), "--blr", str(size.pretrain_blr),
                         "--seed", str(seed),
                         "--device", device, "--num-workers", "0",
-                        *([] if force else ["--resume", "auto"])], log))
+                        *(["--overwrite"] if force else ["--resume", "auto"])], log))
     stage("3/7 export: student-1 encoder", [encoder],
           lambda: run_cli(["export", str(pre / "checkpoint-last.pth"), "--out", str(encoder)], log))
     det_opts = ["--seed", str(seed)]
     if size.det_iters:
         det_opts += iteration_schedule_opts(size.det_iters)
-    stage("4/7 train: Mask R-CNN from the pretrained encoder", [det / "model_final.pth"],
-          lambda: run_cli(["train", "--config-file", size.det_config, "--output-dir", str(det),
-                        "--train-json", str(train_json), "--val-json", str(val_json),
-                        "--weights", str(encoder), *([] if force else ["--resume"]),
-                        *(["--device", device] if device != "auto" else []), *det_opts], log))
-    stage("5/7 predict: tiled inference on the validation tiles", [pred / "predictions.json"],
-          lambda: run_cli(["predict", str(val_json), "--weights", str(det / "model_final.pth"),
-                        "--out", str(pred), "--score-thresh", "0.05", "--device", device], log))
+
+    def detector(name: str, what: str, weights: Path | None, det: Path, pred: Path) -> None:
+        stage(f"4/7 train: Mask R-CNN from {what}", [det / "model_final.pth"],
+              lambda: run_cli(["train", "--config-file", size.det_config, "--output-dir", str(det),
+                            "--train-json", str(train_json), "--val-json", str(val_json),
+                            *(["--weights", str(weights)] if weights else []),
+                            *(["--overwrite"] if force else ["--resume"]),
+                            *(["--device", device] if device != "auto" else []), *det_opts], log))
+        stage(f"5/7 predict: tiled inference on the validation tiles ({name})",
+              [pred / "predictions.json"],
+              lambda: run_cli(["predict", str(val_json), "--weights", str(det / "model_final.pth"),
+                            "--out", str(pred), "--score-thresh", "0.05", "--device", device,
+                            "--overwrite"], log))  # runs only when unfinished or forced
+
+    detector(size.method, "the pretrained encoder", encoder, det, pred)
+    methods = {size.method: pred / "predictions.json"}
+    if controls:
+        ctl = out / "controls"
+        init_export = ctl / "init" / "encoder.pth"
+        stage("3/7 export: the untrained encoder (control 'init')", [init_export],
+              lambda: run_cli(["pretrain", "--data", str(data / "crops"), "--output-dir",
+                               str(init_export.parent), "--method", size.method,
+                               "--model", size.pretrain_model, "--seed", str(seed),
+                               "--device", device, "--num-workers", "0", "--untrained",
+                               *(["--overwrite"] if force else ["--resume", "auto"])], log))
+        for name, what, weights in (("random", "random init (control)", None),
+                                    ("init", "the untrained export (control)", init_export)):
+            detector(name, what, weights, ctl / name / "detector", ctl / name / "predictions")
+            methods[name] = ctl / name / "predictions" / "predictions.json"
     classical = out / "classical" / "predictions.json"
 
     def evaluate():
         if force or not classical.is_file():  # the training-free floor: seconds
             run_cli(["classical", str(val_json), "--out", str(classical.parent), "--quiet"], log)
         run_cli(["eval", "--gt", str(val_json), "--results",
-                 f"{size.method}={pred / 'predictions.json'}", f"classical={classical}",
+                 *[f"{name}={p}" for name, p in methods.items()], f"classical={classical}",
                  "--out", str(ev), "--area-ranges", "cells"], log)
 
-    stage("6/7 eval: box/mask AP, PR curves, error breakdown (and the classical floor)",
-          [ev / "metrics.json"], evaluate)
+    metrics_file = ev / "metrics.json"
+    stale = metrics_file.is_file() and set(methods) - set(json.loads(metrics_file.read_text()))
+    results.append(run_stage(  # re-evaluated when the controls were added to a finished demo
+        "6/7 eval: box/mask AP, PR curves, error breakdown (and the classical floor)",
+        [metrics_file], evaluate, force=force or bool(stale), log=log))
     report = out / "report.md"
-    stage("7/7 report", [report],
-          lambda: write_demo_report(out, method=size.method, settings=asdict(size),
-                                    stages=results))
+    changed = any(not r.skipped for r in results)  # e.g. the controls added to a finished demo
+    results.append(run_stage(
+        "7/7 report", [report], lambda: write_demo_report(
+            out, method=size.method, settings={**asdict(size), "controls": controls},
+            stages=results), force=force or changed, log=log))
     log(f"report: {report}")
     return report

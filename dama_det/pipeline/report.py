@@ -42,6 +42,32 @@ def cell_table(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def control_lines(metrics: Mapping[str, Mapping[str, Any]], method: str) -> list[str]:
+    """What pretraining gained: ``method``'s AP minus each control's (same schedule, seed).
+
+    Without controls in ``metrics``, a line saying how to get them.
+    """
+    controls = [c for c in ("random", "init") if c in metrics]
+    if not controls:
+        return ["Controls: run `dama-det demo --controls` to train the same detector from "
+                "random init and from the untrained export (`init`) and see what pretraining "
+                "gained here.", ""]
+    lines = ["## Gain over the controls (AP points, one seed)", "",
+             "`random`: detectron2's own initialisation; `init`: the pretraining model's "
+             "untrained export (same architecture and loader: the null control). Same "
+             "schedule and seed as the pretrained detector; differences of about one AP point "
+             "are within seed noise (BENCHMARKS.md, transfer study).", "",
+             "| control | box AP gain | mask AP gain |", "|---|---|---|"]
+    for c in controls:
+        cells = []
+        for iou in ("bbox", "segm"):
+            a, b = metrics[method].get(iou, {}).get("AP"), metrics[c].get(iou, {}).get("AP")
+            ok = all(isinstance(v, (int, float)) and v >= 0 for v in (a, b))
+            cells.append(f"{100 * (a - b):+.1f}" if ok else "-")
+        lines.append(f"| {method} - {c} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _pretrain_losses(log_file: Path) -> list[str]:
     if not log_file.is_file():
         return []
@@ -82,6 +108,7 @@ def write_demo_report(
              "training-free floor (Otsu threshold + distance-transform watershed on the "
              "first channel, `dama-det classical`).", "",
              "## Box and mask AP (%, validation tiles)", "", *ap_table(metrics), "",
+             *control_lines(metrics, method),
              "## Cell matching metrics (Hungarian matching on mask IoU)", "",
              *cell_table(metrics), ""]
     figs = sorted((out / "eval" / "figures").glob("*.png"))

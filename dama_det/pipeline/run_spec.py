@@ -16,11 +16,16 @@ Example (``configs/compare/synth7_cpu.yaml``)::
     # coco:    {type: coco, train_json: F, val_json: F, pretrain_crops: DIR}
     pretrain: {model: mini, epochs: 60, batch_size: 32, blr: 1.0e-3, args: []}
     detection: {config: quick_schedules/mask_rcnn_dama_vit_demo_cpu.yaml, iters: 1000, opts: []}
-    methods: [random, init, mae, dama, dama-rand, dama-ema, {name: mine, weights: enc.pth}]
+    methods: [random, init, mae, dama, dama-rand, dama-ema, {name: mine, weights: enc.pth},
+              {name: dama-long, method: dama, pretrain: {epochs: 240}}]
     # random: detectron2's own initialisation; init: the pretraining model's untrained
     # export (same architecture, seed and loader as the pretrained ones: the null control);
-    # classical: Otsu threshold + distance-transform watershed, no training (the floor)
+    # classical: Otsu threshold + distance-transform watershed, no training (the floor);
+    # a method's own 'pretrain' keys override the shared ones (e.g. a longer schedule)
     evaluation: {area_ranges: cells, max_dets: 1000}   # optional (these are the defaults)
+    probe: {task: celltype, data: DIR, max_images: 512}  # optional: frozen-encoder probes
+    # of every method's encoder (default data: synth -> the labelled crops (celltype),
+    # folders -> the training image/mask pairs (dense)); see `dama-det probe`
 
 Relative paths are resolved against the YAML file's folder.
 """
@@ -36,6 +41,23 @@ from ..errors import DamaUserError
 
 PRETRAIN_METHODS = ("mae", "dama", "dama-rand", "dama-ema")
 DATASET_TYPES = ("synth", "folders", "coco")
+PROBE_TASKS = ("celltype", "dense")
+#: the keys each section accepts (a typo is an error, not a silently ignored setting)
+DATASET_KEYS = {
+    "synth": {"type", "seed", "n_train_tiles", "n_val_tiles", "tile_size", "n_crops_per_type",
+              "label_fraction"},
+    "folders": {"type", "train", "val", "crop_size", "max_crops", "label_fraction"},
+    "coco": {"type", "train_json", "val_json", "pretrain_crops", "label_fraction"},
+}
+PRETRAIN_KEYS = {"model", "epochs", "batch_size", "blr", "img_size", "args"}
+DETECTION_KEYS = {"config", "iters", "opts"}
+EVALUATION_KEYS = {"area_ranges", "max_dets"}
+PROBE_KEYS = {"task", "data", "max_images", "args"}
+#: keys whose value must be a positive integer / a positive number / a list
+_POSITIVE_INTS = {"n_train_tiles", "n_val_tiles", "tile_size", "n_crops_per_type",
+                  "crop_size", "max_crops", "epochs", "batch_size", "img_size", "iters",
+                  "max_dets", "max_images"}
+_LISTS = {"args", "opts"}
 
 
 @dataclass
@@ -47,6 +69,7 @@ class MethodSpec:
     kind: str  # "random" | "init" | "classical" | "pretrain" | "weights"
     method: str | None = None  # pretraining method (kind "pretrain")
     weights: Path | None = None  # encoder export (kind "weights")
+    pretrain: dict[str, Any] = field(default_factory=dict)  # overrides of the shared keys
 
 
 @dataclass
@@ -62,6 +85,11 @@ class RunSpec:
     methods: list[MethodSpec]
     evaluation: dict[str, Any] = field(default_factory=dict)
     label_fractions: list[float] = field(default_factory=lambda: [1.0])
+    probe: dict[str, Any] | None = None  # None: no probes
+
+    def pretrain_of(self, method: MethodSpec) -> dict[str, Any]:
+        """The pretraining settings of ``method``: the shared ones, its overrides on top."""
+        return {**self.pretrain, **method.pretrain}
 
 
 def _fail(path: Path, key: str, msg: str) -> DamaUserError:
@@ -75,6 +103,28 @@ def _path(base: Path, value: Any, path: Path, key: str) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+def _section(raw: Any, allowed: set[str], path: Path, key: str) -> dict[str, Any]:
+    """A mapping section with only ``allowed`` keys, values type-checked."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _fail(path, key, f"expected a mapping, got {raw!r}")
+    unknown = set(raw) - allowed
+    if unknown:
+        raise _fail(path, f"{key}.{sorted(unknown)[0]}",
+                    f"unknown key; '{key}' takes {', '.join(sorted(allowed))}")
+    for k, v in raw.items():
+        if k in _POSITIVE_INTS | {"seed"} and (isinstance(v, bool) or not isinstance(v, int)
+                                                 or v < (0 if k == "seed" else 1)):
+            kind = "non-negative" if k == "seed" else "positive"
+            raise _fail(path, f"{key}.{k}", f"expected a {kind} integer, got {v!r}")
+        if k in _LISTS and not isinstance(v, list):
+            raise _fail(path, f"{key}.{k}", f"expected a list, got {v!r}")
+        if k == "blr" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+            raise _fail(path, f"{key}.{k}", f"expected a positive number, got {v!r}")
+    return dict(raw)
+
+
 def _parse_method(item: Any, base: Path, path: Path, i: int) -> MethodSpec:
     key = f"methods[{i}]"
     if isinstance(item, str):
@@ -82,18 +132,45 @@ def _parse_method(item: Any, base: Path, path: Path, i: int) -> MethodSpec:
     if not isinstance(item, dict) or "name" not in item:
         raise _fail(path, key, "expected a method name or {name: ..., weights|method: ...}")
     name = str(item["name"])
-    unknown = set(item) - {"name", "method", "weights"}
+    unknown = set(item) - {"name", "method", "weights", "pretrain"}
     if unknown:
         raise _fail(path, key, f"unknown field(s) {', '.join(sorted(unknown))}")
     if "weights" in item:
         return MethodSpec(name, "weights", weights=_path(base, item["weights"], path, key + ".weights"))
     method = item.get("method", name)
     if method in ("random", "init", "classical"):
-        return MethodSpec(name, method)
+        if "pretrain" in item and method != "init":
+            raise _fail(path, key + ".pretrain", f"method {method!r} is not pretrained")
+        return MethodSpec(name, method,
+                          pretrain=_section(item.get("pretrain"), PRETRAIN_KEYS, path, key + ".pretrain"))
     if method not in PRETRAIN_METHODS:
         raise _fail(path, key, f"unknown method {method!r}; use random, init, classical, "
                     f"{', '.join(PRETRAIN_METHODS)} or give 'weights'")
-    return MethodSpec(name, "pretrain", method=method)
+    return MethodSpec(name, "pretrain", method=method,
+                      pretrain=_section(item.get("pretrain"), PRETRAIN_KEYS, path, key + ".pretrain"))
+
+
+def _parse_probe(raw: Any, dataset: dict[str, Any], base: Path, path: Path) -> dict[str, Any] | None:
+    """The optional ``probe`` section, with the dataset's defaults filled in."""
+    if raw is None or raw is False:
+        return None
+    probe = _section({} if raw is True else raw, PROBE_KEYS, path, "probe")
+    dtype = dataset["type"]
+    default_task = {"synth": "celltype", "folders": "dense"}.get(dtype)
+    probe.setdefault("task", default_task)
+    if probe["task"] not in PROBE_TASKS:
+        raise _fail(path, "probe.task", f"expected one of {', '.join(PROBE_TASKS)}, got "
+                    f"{probe['task']!r}")
+    if "data" in probe:
+        probe["data"] = _path(base, probe["data"], path, "probe.data")
+        if not probe["data"].is_dir():
+            raise _fail(path, "probe.data", f"{probe['data']} is not a folder")
+    elif dtype == "folders" and probe["task"] == "dense":
+        probe["data"] = dataset["train"]
+    elif not (dtype == "synth" and probe["task"] == "celltype"):
+        raise _fail(path, "probe.data", f"required for a {probe['task']} probe on a "
+                    f"{dtype!r} dataset")
+    return probe  # no "data" = the synthetic dataset's labelled crops
 
 
 def load_run_spec(path: str | Path) -> RunSpec:
@@ -113,7 +190,8 @@ def load_run_spec(path: str | Path) -> RunSpec:
         raise DamaUserError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(raw, dict):
         raise DamaUserError(f"{path}: expected a mapping at the top level")
-    allowed = {"name", "seeds", "dataset", "pretrain", "detection", "methods", "evaluation"}
+    allowed = {"name", "seeds", "dataset", "pretrain", "detection", "methods", "evaluation",
+               "probe"}
     unknown = set(raw) - allowed
     if unknown:
         raise DamaUserError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -124,10 +202,11 @@ def load_run_spec(path: str | Path) -> RunSpec:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise _fail(path, "seeds", f"expected a non-empty list of integers, got {seeds!r}")
-    dataset = dict(raw["dataset"] or {})
-    dtype = dataset.get("type")
+    dataset = raw["dataset"] or {}
+    dtype = dataset.get("type") if isinstance(dataset, dict) else None
     if dtype not in DATASET_TYPES:
         raise _fail(path, "dataset.type", f"expected one of {', '.join(DATASET_TYPES)}, got {dtype!r}")
+    dataset = _section(dataset, DATASET_KEYS[dtype], path, "dataset")
     required = {"folders": ("train", "val"), "coco": ("train_json", "val_json", "pretrain_crops")}
     for key in required.get(dtype, ()):
         if key not in dataset:
@@ -152,11 +231,13 @@ def load_run_spec(path: str | Path) -> RunSpec:
     for m in methods:
         if m.kind == "weights" and not m.weights.is_file():
             raise _fail(path, f"methods.{m.name}.weights", f"{m.weights} does not exist")
-    detection = dict(raw["detection"] or {})
+    detection = _section(raw["detection"], DETECTION_KEYS, path, "detection")
     if "config" not in detection:
         raise _fail(path, "detection.config", "required (a config path or shipped name)")
     return RunSpec(
         name=str(raw.get("name", path.stem)), source=path, seeds=list(seeds), dataset=dataset,
-        pretrain=dict(raw.get("pretrain") or {}), detection=detection, methods=methods,
-        evaluation=dict(raw.get("evaluation") or {}), label_fractions=fractions,
+        pretrain=_section(raw.get("pretrain"), PRETRAIN_KEYS, path, "pretrain"),
+        detection=detection, methods=methods,
+        evaluation=_section(raw.get("evaluation"), EVALUATION_KEYS, path, "evaluation"),
+        label_fractions=fractions, probe=_parse_probe(raw.get("probe"), dataset, base, path),
     )

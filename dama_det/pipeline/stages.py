@@ -1,8 +1,10 @@
-"""Resumable pipeline stages: a stage is skipped when all its outputs exist.
+"""Resumable pipeline stages: a stage is skipped when all its outputs exist, whole.
 
 Every stage of ``dama-det demo`` and ``dama-det compare`` writes its outputs
-atomically (temp file + rename) and is considered done when they all exist, so a
-killed run continues where it stopped; ``force=True`` re-runs it anyway.
+atomically (temp file + rename) and is considered done when they all exist and are
+complete (:func:`~dama_det.utils.io.is_complete_file`: not empty, an intact zip
+directory for checkpoints), so a killed run continues where it stopped;
+``force=True`` re-runs it anyway.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import DamaUserError
+from ..utils.io import is_complete_file
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ def run_stage(
 
     Args:
         name: human-readable stage name, printed in the progress log.
-        outputs: files whose existence means the stage is complete.
+        outputs: files whose existence (complete, non-empty) means the stage is done.
         fn: the work; must create every path in ``outputs``.
         force: run even if the outputs exist.
         log: where progress lines go.
@@ -51,14 +54,14 @@ def run_stage(
         RuntimeError: ``fn`` returned without creating all of ``outputs``.
     """
     outputs = [Path(p) for p in outputs]
-    if not force and outputs and all(p.exists() for p in outputs):
+    if not force and outputs and all(is_complete_file(p) for p in outputs):
         log(f"[skip] {name}: outputs exist ({outputs[0]})")
         return StageResult(name, True, 0.0)
     log(f"[run ] {name}")
     start = time.perf_counter()
     fn()
     seconds = time.perf_counter() - start
-    missing = [str(p) for p in outputs if not p.exists()]
+    missing = [str(p) for p in outputs if not is_complete_file(p)]
     if missing:
         raise RuntimeError(f"stage {name!r} finished without writing {', '.join(missing)}")
     log(f"[done] {name} in {seconds:.1f} s")
@@ -73,10 +76,13 @@ def iteration_schedule_opts(max_iter: int, step_fractions: Sequence[float] = (0.
     quarter of the run, and a checkpoint every quarter (so a stopped run resumes).
 
     Returns:
-        ``["SOLVER.MAX_ITER", "1000", "SOLVER.STEPS", "(800, 950)", ...]``.
+        ``["SOLVER.MAX_ITER", "1000", "SOLVER.STEPS", "(800, 950)", ...]`` (no lr drop
+        when the run is too short to place one: ``"()"``).
     """
-    steps = sorted({int(f * max_iter) for f in step_fractions} - {0, max_iter})
-    return ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", f"({', '.join(map(str, steps))},)",
+    if max_iter < 1:
+        raise DamaUserError(f"the detector needs at least 1 iteration, got {max_iter}")
+    steps = tuple(sorted({int(f * max_iter) for f in step_fractions} - {0, max_iter}))
+    return ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", str(steps),
             "SOLVER.WARMUP_ITERS", str(min(warmup_iters, max(1, max_iter // 4))),
             "SOLVER.CHECKPOINT_PERIOD", str(max(1, max_iter // 4))]
 

@@ -6,7 +6,9 @@ environment) it runs data-parallel (nccl on CUDA, gloo on CPU). Each epoch it wr
 ``checkpoint-last.pth`` (atomically), ``checkpoint-best.pth`` when the epoch's mean
 loss is the lowest so far, ``checkpoint-EPOCH.pth`` every ``--save-every`` epochs, a
 line of ``log.jsonl``, TensorBoard scalars and, every ``--vis-every`` epochs, a
-reconstruction figure; at the end ``encoder.pth`` (the student-1 encoder export).
+reconstruction figure; at the end ``encoder.pth`` (the student-1 encoder export). An
+OUTPUT_DIR that holds an earlier run is refused unless ``--resume`` continues it or
+``--overwrite`` replaces it.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data.pixel_stats import pixel_stats
 from ..errors import DamaUserError
-from ..utils import autocast_context, pick_device, resolve_amp_dtype
+from ..utils import (
+    autocast_context, claim_output_dir, glob_outputs, pick_device, resolve_amp_dtype,
+)
 from .augment import pretrain_transform, resize_transform
 from .checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .dama import DAMAPretrainer, MethodConfig
@@ -35,6 +39,12 @@ from .engine import train_one_epoch
 from .export import export_pretrainer, pretrainer_export
 from .models_mae import mae_config
 from .visualize import save_reconstruction_figure
+
+#: Files of OUTPUT_DIR that show a pretraining run has used it (``--resume`` continues
+#: it, ``--overwrite`` replaces it).
+RUN_RESULTS = ("checkpoint-*.pth", "log.jsonl", "encoder.pth")
+#: What ``--overwrite`` removes (the generated ``synthetic_crops/`` is kept).
+RUN_OUTPUTS = (*RUN_RESULTS, "tensorboard", "figures")
 
 
 def init_distributed(backend: str = "auto") -> tuple[int, int, int]:
@@ -195,7 +205,10 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
         device = torch.device("cuda", local_rank)
     amp_dtype = resolve_amp_dtype(args.amp, device)
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        claim_output_dir(out, glob_outputs(out, RUN_RESULTS), flag="--output-dir",
+                         resume=bool(args.resume), overwrite=args.overwrite,
+                         remove=glob_outputs(out, RUN_OUTPUTS))
     seed_everything(args.seed + rank)
     if args.untrained:
         model = build_model(args)
@@ -216,6 +229,7 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
             f"{data_root}: {len(dataset)} crop(s) is fewer than one batch "
             f"({args.batch_size} x {world} process(es)); lower --batch-size"
         )
+    out.mkdir(parents=True, exist_ok=True)
     input_stats = None
     if args.pixel_stats == "data":
         input_stats = pixel_stats(range(len(dataset)), dataset.load, max_images=1000,

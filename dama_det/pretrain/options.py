@@ -88,6 +88,10 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                      "same architecture and seed, no step taken) and exit")
     out.add_argument("--resume", default=None, metavar="CKPT",
                      help="checkpoint to continue from, or 'auto' (OUTPUT_DIR/checkpoint-last.pth if any)")
+    out.add_argument("--overwrite", action="store_true",
+                     help="pretrain into an OUTPUT_DIR that holds an earlier run, removing its "
+                     "checkpoints, log.jsonl, tensorboard/, figures/ and encoder.pth first "
+                     "(without --resume or --overwrite such a folder is refused)")
     out.add_argument("--save-every", type=int, default=5, help="keep checkpoint-EPOCH.pth every N epochs")
     out.add_argument("--vis-every", type=int, default=5, help="reconstruction figure every N epochs (0: never)")
     out.add_argument("--vis-samples", type=int, default=4, help="crops shown in the figure")

@@ -1,6 +1,10 @@
-"""Small shared utilities: device/precision choice, atomic file writes."""
+"""Small shared utilities: device/precision choice, atomic file writes, output-path checks."""
 from .device import autocast_context, pick_device, resolve_amp_dtype
-from .io import atomic_output, atomic_torch_save, atomic_write_bytes, atomic_write_json, load_torch_file
+from .io import (
+    atomic_output, atomic_torch_save, atomic_write_bytes, atomic_write_json, is_complete_file,
+    load_torch_file,
+)
+from .outputs import check_output_dir, check_output_file, claim_output_dir, glob_outputs
 
 __all__ = [
     "autocast_context",
@@ -11,4 +15,9 @@ __all__ = [
     "atomic_torch_save",
     "atomic_output",
     "load_torch_file",
+    "is_complete_file",
+    "check_output_dir",
+    "check_output_file",
+    "claim_output_dir",
+    "glob_outputs",
 ]

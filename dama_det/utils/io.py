@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -63,6 +64,37 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     with atomic_output(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+#: Suffixes of files written as zip archives (``torch.save``, ``numpy.savez``), whose end
+#: (the zip directory) shows that they were written completely.
+ZIP_SUFFIXES = (".pth", ".pt", ".npz")
+
+
+def is_complete_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a complete output file: a non-empty file and, for a zip-based
+    format (:data:`ZIP_SUFFIXES`: ``torch.save`` checkpoints, ``.npz``), one whose zip
+    directory is intact.
+
+    Files written by :func:`atomic_output` are always complete; this also recognises the
+    truncated or empty files that an interrupted non-atomic write leaves (e.g. a 0-byte
+    ``model_final.pth``), without loading them.
+
+    Args:
+        path: the file.
+
+    Returns:
+        True if the file exists and looks whole.
+    """
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+    except OSError:
+        return False
+    if path.suffix.lower() in ZIP_SUFFIXES:
+        return zipfile.is_zipfile(path)
+    return True
 
 
 def load_torch_file(path: str | os.PathLike, what: str = "file") -> Any:
