@@ -13,6 +13,12 @@ class DamaUserError(Exception):
     """
 
 
+class ReportedError(DamaUserError):
+    """A user error already printed as its ``error:`` line by an inner command (a stage of
+    ``demo`` / ``compare``); the CLI adds one ``stopped:`` line of context, not a second
+    ``error:`` line."""
+
+
 def print_warning(message: str) -> None:
     """Print ``warning: <message>`` as one line on stderr: something the user should
     know that does not stop the command (the message names the file or key)."""

@@ -226,15 +226,15 @@ def test_native_scale_jitter_keeps_the_pixel_size_that_inference_sees(tmp_path):
         NativeScaleJitter(0.0, 1.0)
     # through the config: a 72 x 100 image, 64 px crops, scale exactly 1
     record, _, values = _dataset(tmp_path, "native", n=25)
-    native = NChannelDatasetMapper(_cfg(7, **{"LSJ.IMAGE_SIZE": 64, "LSJ.SCALE_RANGE": (1.0, 1.0),
-                                              "LSJ.MODE": "native"}), is_train=True)
+    native = NChannelDatasetMapper(_cfg(7, **{"LSJ.IMAGE_SIZE": 64, "LSJ.SCALE_RANGE": (1.0, 1.0)}),
+                                   is_train=True)  # the default mode
     assert type(native.augmentations.augs[0]).__name__ == "NativeScaleJitter"
     np.random.seed(1)
     out = native(record)
     assert tuple(out["image"].shape) == (7, 64, 64)
     _check_aligned(out, values, 7, 65535, CHANNEL_STEP)  # exact at the native pixel size
-    fit = NChannelDatasetMapper(_cfg(7, **{"LSJ.IMAGE_SIZE": 64, "LSJ.SCALE_RANGE": (1.0, 1.0)}),
-                                is_train=True)
+    fit = NChannelDatasetMapper(_cfg(7, **{"LSJ.IMAGE_SIZE": 64, "LSJ.SCALE_RANGE": (1.0, 1.0),
+                                           "LSJ.MODE": "fit"}), is_train=True)
     t = fit.augmentations.augs[0].get_transform(np.zeros((72, 100, 7), np.float32))
     assert (t.new_h, t.new_w) == (46, 64)  # ViTDet's 'fit': shrunk by 64 / 100 first
     with pytest.raises(DamaUserError, match="INPUT.LSJ.MODE"):
@@ -247,7 +247,7 @@ def test_from_config_full_lsj_pipeline(tmp_path, channels, dtype):
     cfg = _cfg(channels, **{"LSJ.IMAGE_SIZE": 64, "LSJ.SCALE_RANGE": (0.3, 2.0)})
     mapper = NChannelDatasetMapper(cfg, is_train=True)
     assert [type(a).__name__ for a in mapper.augmentations.augs] == [
-        "ResizeScale", "FixedSizeCrop", "RandomFlip", "RandomFlip", "RandomRot90"]
+        "NativeScaleJitter", "FixedSizeCrop", "RandomFlip", "RandomFlip", "RandomRot90"]
     np.random.seed(0)
     for _ in range(6):
         out = mapper(record)

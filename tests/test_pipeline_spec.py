@@ -263,6 +263,17 @@ def test_compare_cli_bad_description_is_one_error_line(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and err[0].startswith("error:") and "missing.yaml" in err[0]
 
 
+def test_failed_stage_prints_one_error_line_and_how_to_continue(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    desc = _write(tmp_path, "dataset: {type: folders, train: empty, val: empty}\n"
+                            "detection: {config: x}\nmethods: [random]\n")
+    rc = main(["compare", str(desc), "--out", str(tmp_path / "out")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    errors = [line for line in err if line.startswith("error:")]
+    assert rc == 2 and len(errors) == 1 and "empty" in errors[0]  # the stage's own message
+    assert err[-1].startswith("stopped: 'dama-det data' failed") and "run the same command" in err[-1]
+
+
 def test_run_stage_skips_existing_outputs_and_checks_them(tmp_path):
     out = tmp_path / "a.txt"
     calls = []

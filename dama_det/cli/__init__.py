@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 import sys
 
-from ..errors import DamaUserError
+from ..errors import DamaUserError, ReportedError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rc = args.func(args)
+    except ReportedError as exc:  # its error line is already on stderr
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 2
     except DamaUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import DamaUserError
+from ..errors import DamaUserError, ReportedError
 from ..utils.io import is_complete_file
 
 logger = logging.getLogger(__name__)
@@ -91,11 +91,13 @@ def run_cli(argv: list[str], log: Callable[[str], None] = print) -> None:
     """Run ``dama-det ARGV`` in this process, printing the command first.
 
     Raises:
-        DamaUserError: the command exited with a non-zero status.
+        ReportedError: the command exited with a non-zero status (it printed its own
+            ``error:`` line; this one says which stage stopped and how to continue).
     """
     from ..cli import main
 
     log("      $ dama-det " + " ".join(shlex.quote(a) for a in argv))
     rc = main(argv)
     if rc:
-        raise DamaUserError(f"command failed with exit status {rc}: dama-det {' '.join(argv[:2])}")
+        raise ReportedError(f"'dama-det {argv[0]}' failed (exit status {rc}, error above); "
+                            "fix it and run the same command again to continue")
