@@ -140,3 +140,23 @@ def test_shallower_export_reports_missing_blocks(tmp_path):
 def test_missing_export_file_is_a_user_error(tmp_path):
     with pytest.raises(DamaUserError, match="no such weights file"):
         build_backbone(detection_cfg(weights=tmp_path / "nope.pth"), ShapeSpec(channels=7))
+
+
+def test_skip_keys_keep_the_vits_own_initialisation(tmp_path):
+    src = make_export(tmp_path / "enc.pth", img_size=128)
+    cfg = detection_cfg(pretrain_img_size=128, weights=tmp_path / "enc.pth")
+    cfg.MODEL.DAMA_VIT.ENCODER_SKIP_KEYS = ["pos_embed"]
+    torch.manual_seed(5)
+    vit = build_backbone(cfg, ShapeSpec(channels=7)).net
+    torch.manual_seed(5)
+    plain = build_backbone(detection_cfg(pretrain_img_size=128), ShapeSpec(channels=7)).net
+    # pos_embed stays detectron2's trunc-normal init; everything else comes from the export
+    torch.testing.assert_close(vit.pos_embed, plain.pos_embed, rtol=0, atol=0)
+    assert not torch.equal(vit.pos_embed, src["pos_embed"])
+    torch.testing.assert_close(vit.state_dict()["patch_embed.proj.weight"],
+                               src["patch_embed.proj.weight"], rtol=0, atol=0)
+    report = load_encoder_into_vit(plain, tmp_path / "enc.pth", skip=["pos_embed"])
+    assert report.kept_init == ["pos_embed"] and "pos_embed" not in report.loaded
+    assert "kept at init (1): pos_embed" in report.summary()
+    with pytest.raises(DamaUserError, match="ENCODER_SKIP_KEYS: pos_embd"):
+        load_encoder_into_vit(plain, tmp_path / "enc.pth", skip=["pos_embd"])

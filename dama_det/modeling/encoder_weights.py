@@ -28,7 +28,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -56,6 +56,7 @@ class EncoderLoadReport:
     unused: list[str] = field(default_factory=list)  # export keys with no ViT counterpart
     unexpected: list[str] = field(default_factory=list)  # export keys that should match (error)
     mismatched: list[str] = field(default_factory=list)  # "key: export shape vs model shape"
+    kept_init: list[str] = field(default_factory=list)  # export keys skipped on request
     resampled_pos_embed: tuple[tuple[int, int], tuple[int, int]] | None = None  # (old, new) grid
 
     def summary(self) -> str:
@@ -66,6 +67,8 @@ class EncoderLoadReport:
             lines.append(f"pos_embed resampled from grid {old} to {new}")
         for title, keys in (
             ("not in pretraining, freshly initialised", self.new),
+            ("skipped on request (MODEL.DAMA_VIT.ENCODER_SKIP_KEYS), kept at init",
+             self.kept_init),
             ("in export but unused by detectron2's ViT", self.unused),
             ("MISSING from export", self.missing),
             ("UNEXPECTED in export", self.unexpected),
@@ -152,7 +155,7 @@ def convert_timm_to_vitdet(
 
 
 def load_encoder_into_vit(
-    vit: nn.Module, export: str | os.PathLike | Mapping[str, Any]
+    vit: nn.Module, export: str | os.PathLike | Mapping[str, Any], skip: Sequence[str] = ()
 ) -> EncoderLoadReport:
     """Load a pretraining export into a Detectron2 ``ViT`` in place.
 
@@ -160,6 +163,9 @@ def load_encoder_into_vit(
         vit: Detectron2 ``ViT`` (e.g. ``backbone.net`` of the detection backbone).
         export: path of an export file (``dama_det.pretrain.export`` format) or an
             already loaded export dict.
+        skip: ViT keys not loaded from the export but kept at the ViT's own
+            initialisation (e.g. ``["pos_embed"]``: detectron2's trunc-normal(0.02)
+            instead of the export's sin-cos table).
 
     Returns:
         The load report (also logged).
@@ -183,6 +189,15 @@ def load_encoder_into_vit(
     state, report = convert_timm_to_vitdet(
         obj["model"], vit, export_has_cls=export_has_cls, what=what
     )
+    unknown = sorted(set(skip) - set(vit.state_dict()))
+    if unknown:
+        raise DamaUserError(f"MODEL.DAMA_VIT.ENCODER_SKIP_KEYS: {', '.join(unknown)} "
+                            "is not a key of the ViT (e.g. pos_embed, patch_embed.proj.weight)")
+    for key in skip:
+        if key in state:
+            del state[key]
+            report.loaded.remove(key)
+            report.kept_init.append(key)
     problems = report.mismatched + [f"{k} (missing)" for k in report.missing]
     problems += [f"{k} (unexpected)" for k in report.unexpected]
     if problems:

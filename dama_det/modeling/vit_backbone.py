@@ -120,7 +120,7 @@ def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleF
     if v.ENCODER_WEIGHTS:
         from .encoder_weights import load_encoder_into_vit
 
-        load_encoder_into_vit(vit, v.ENCODER_WEIGHTS)
+        load_encoder_into_vit(vit, v.ENCODER_WEIGHTS, skip=list(v.ENCODER_SKIP_KEYS))
     scale_factors = tuple(float(s) for s in v.SCALE_FACTORS)
     backbone = DamaFeaturePyramid(
         net=vit,
