@@ -32,7 +32,7 @@ from typing import Callable
 from ..utils.io import atomic_write_bytes
 from .compare_results import fraction_tag, write_results
 from .run_spec import MethodSpec, RunSpec, load_run_spec
-from .stages import iteration_schedule_opts, run_cli, run_stage
+from .stages import evaluation_lacks, iteration_schedule_opts, run_cli, run_stage
 
 
 class Comparison:
@@ -222,9 +222,8 @@ class Comparison:
             args += ["--max-dets", str(self.spec.evaluation["max_dets"])]
         args += ["--area-ranges", str(self.spec.evaluation.get("area_ranges", "cells"))]
         done = ev / "metrics.json"
-        stale = done.is_file() and set(preds) - set(json.loads(done.read_text()))
         run_stage(f"{name}: evaluate all methods", [done], lambda: run_cli(args, self.log),
-                  force=self.force or bool(stale), log=self.log)  # re-run for added methods
+                  force=self.force or evaluation_lacks(done, preds), log=self.log)
         return json.loads(done.read_text())
 
 

@@ -19,14 +19,13 @@ evaluation and report put them beside the pretrained detector: what pretraining 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..errors import DamaUserError
 from .report import write_demo_report
-from .stages import StageResult, iteration_schedule_opts, run_cli, run_stage
+from .stages import StageResult, evaluation_lacks, iteration_schedule_opts, run_cli, run_stage
 
 
 @dataclass
@@ -156,10 +155,9 @@ def run_demo(
                  "--out", str(ev), "--area-ranges", "cells"], log)
 
     metrics_file = ev / "metrics.json"
-    stale = metrics_file.is_file() and set(methods) - set(json.loads(metrics_file.read_text()))
     results.append(run_stage(  # re-evaluated when the controls were added to a finished demo
         "6/7 eval: box/mask AP, PR curves, error breakdown (and the classical floor)",
-        [metrics_file], evaluate, force=force or bool(stale), log=log))
+        [metrics_file], evaluate, force=force or evaluation_lacks(metrics_file, methods), log=log))
     report = out / "report.md"
     changed = any(not r.skipped for r in results)  # e.g. the controls added to a finished demo
     results.append(run_stage(

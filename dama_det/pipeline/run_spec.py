@@ -138,16 +138,15 @@ def _parse_method(item: Any, base: Path, path: Path, i: int) -> MethodSpec:
     if "weights" in item:
         return MethodSpec(name, "weights", weights=_path(base, item["weights"], path, key + ".weights"))
     method = item.get("method", name)
+    overrides = _section(item.get("pretrain"), PRETRAIN_KEYS, path, key + ".pretrain")
     if method in ("random", "init", "classical"):
         if "pretrain" in item and method != "init":
             raise _fail(path, key + ".pretrain", f"method {method!r} is not pretrained")
-        return MethodSpec(name, method,
-                          pretrain=_section(item.get("pretrain"), PRETRAIN_KEYS, path, key + ".pretrain"))
+        return MethodSpec(name, method, pretrain=overrides)
     if method not in PRETRAIN_METHODS:
         raise _fail(path, key, f"unknown method {method!r}; use random, init, classical, "
                     f"{', '.join(PRETRAIN_METHODS)} or give 'weights'")
-    return MethodSpec(name, "pretrain", method=method,
-                      pretrain=_section(item.get("pretrain"), PRETRAIN_KEYS, path, key + ".pretrain"))
+    return MethodSpec(name, "pretrain", method=method, pretrain=overrides)
 
 
 def _parse_probe(raw: Any, dataset: dict[str, Any], base: Path, path: Path) -> dict[str, Any] | None:

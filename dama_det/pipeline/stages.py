@@ -8,6 +8,7 @@ directory for checkpoints), so a killed run continues where it stopped;
 """
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import time
@@ -66,6 +67,12 @@ def run_stage(
         raise RuntimeError(f"stage {name!r} finished without writing {', '.join(missing)}")
     log(f"[done] {name} in {seconds:.1f} s")
     return StageResult(name, False, seconds)
+
+
+def evaluation_lacks(metrics_file: Path, methods) -> bool:
+    """Whether an existing ``metrics.json`` predates some of ``methods`` (a method added to
+    a finished run), so that its evaluation stage must run again."""
+    return metrics_file.is_file() and bool(set(methods) - set(json.loads(metrics_file.read_text())))
 
 
 def iteration_schedule_opts(max_iter: int, step_fractions: Sequence[float] = (0.8, 0.95),
