@@ -158,5 +158,22 @@ def test_skip_keys_keep_the_vits_own_initialisation(tmp_path):
     report = load_encoder_into_vit(plain, tmp_path / "enc.pth", skip=["pos_embed"])
     assert report.kept_init == ["pos_embed"] and "pos_embed" not in report.loaded
     assert "kept at init (1): pos_embed" in report.summary()
-    with pytest.raises(DamaUserError, match="ENCODER_SKIP_KEYS: pos_embd"):
+    with pytest.raises(DamaUserError, match="ENCODER_SKIP_KEYS: pos_embd matches no key"):
         load_encoder_into_vit(plain, tmp_path / "enc.pth", skip=["pos_embd"])
+
+
+def test_skip_patterns_keep_every_matching_key_at_init(tmp_path):
+    src = make_export(tmp_path / "enc.pth", img_size=128)
+    torch.manual_seed(5)
+    plain = build_backbone(detection_cfg(pretrain_img_size=128), ShapeSpec(channels=7)).net
+    init = {k: v.clone() for k, v in plain.state_dict().items()}
+    report = load_encoder_into_vit(plain, tmp_path / "enc.pth", skip=["blocks.*"])
+    block_keys = [k for k in init if k.startswith("blocks.") and "rel_pos" not in k]  # rel_pos: not in exports
+    assert sorted(report.kept_init) == sorted(block_keys) and len(block_keys) > 10
+    assert not any(k.startswith("blocks.") for k in report.loaded)
+    for key in (k for k in init if k.startswith("blocks.")):  # every block tensor still at detectron2's init
+        torch.testing.assert_close(plain.state_dict()[key], init[key], rtol=0, atol=0)
+    torch.testing.assert_close(plain.state_dict()["patch_embed.proj.weight"],
+                               src["patch_embed.proj.weight"], rtol=0, atol=0)
+    with pytest.raises(DamaUserError, match=r"ENCODER_SKIP_KEYS: block\.\* matches no key"):
+        load_encoder_into_vit(plain, tmp_path / "enc.pth", skip=["pos_embed", "block.*"])

@@ -24,6 +24,7 @@ silently dropping pretrained weights is the failure the paper warns about.
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import re
@@ -163,9 +164,10 @@ def load_encoder_into_vit(
         vit: Detectron2 ``ViT`` (e.g. ``backbone.net`` of the detection backbone).
         export: path of an export file (``dama_det.pretrain.export`` format) or an
             already loaded export dict.
-        skip: ViT keys not loaded from the export but kept at the ViT's own
-            initialisation (e.g. ``["pos_embed"]``: detectron2's trunc-normal(0.02)
-            instead of the export's sin-cos table).
+        skip: ViT keys, or ``fnmatch`` patterns of them, not loaded from the export but
+            kept at the ViT's own initialisation (e.g. ``["pos_embed"]``: detectron2's
+            trunc-normal(0.02) instead of the export's sin-cos table; ``["blocks.*"]``:
+            only the patch embedding and position table come from the export).
 
     Returns:
         The load report (also logged).
@@ -189,15 +191,16 @@ def load_encoder_into_vit(
     state, report = convert_timm_to_vitdet(
         obj["model"], vit, export_has_cls=export_has_cls, what=what
     )
-    unknown = sorted(set(skip) - set(vit.state_dict()))
+    vit_keys = list(vit.state_dict())
+    unknown = [pattern for pattern in skip if not fnmatch.filter(vit_keys, pattern)]
     if unknown:
         raise DamaUserError(f"MODEL.DAMA_VIT.ENCODER_SKIP_KEYS: {', '.join(unknown)} "
-                            "is not a key of the ViT (e.g. pos_embed, patch_embed.proj.weight)")
-    for key in skip:
-        if key in state:
-            del state[key]
-            report.loaded.remove(key)
-            report.kept_init.append(key)
+                            "matches no key of the ViT (e.g. pos_embed, patch_embed.*, "
+                            "blocks.*.attn.qkv.weight)")
+    for key in [k for k in state if any(fnmatch.fnmatchcase(k, p) for p in skip)]:
+        del state[key]
+        report.loaded.remove(key)
+        report.kept_init.append(key)
     problems = report.mismatched + [f"{k} (missing)" for k in report.missing]
     problems += [f"{k} (unexpected)" for k in report.unexpected]
     if problems:
