@@ -177,3 +177,29 @@ def test_skip_patterns_keep_every_matching_key_at_init(tmp_path):
                                src["patch_embed.proj.weight"], rtol=0, atol=0)
     with pytest.raises(DamaUserError, match=r"ENCODER_SKIP_KEYS: block\.\* matches no key"):
         load_encoder_into_vit(plain, tmp_path / "enc.pth", skip=["pos_embed", "block.*"])
+
+
+@pytest.mark.parametrize("weight_init", ["xavier", "trunc_normal"])
+def test_untrained_export_weight_scale_against_detectron2_init(tmp_path, weight_init):
+    """``--weight-init trunc_normal`` gives an untrained export with detectron2's own init
+    scale (Linear std 0.02, the conv default for the patch embedding); MAE's xavier init
+    is 2-3x larger for these widths."""
+    from dama_det.pretrain.export import export_pretrainer
+    from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
+    from dama_det.pretrain.models_mae import mae_config
+
+    torch.manual_seed(0)
+    cfg = mae_config("mini", img_size=128, in_chans=7, weight_init=weight_init)
+    export_pretrainer(DAMAPretrainer(cfg, MethodConfig(method="mae")), tmp_path / "enc.pth")
+    dcfg = detection_cfg(pretrain_img_size=128, weights=tmp_path / "enc.pth")
+    dcfg.MODEL.DAMA_VIT.merge_from_list(["EMBED_DIM", 128, "DEPTH", 4, "NUM_HEADS", 4,
+                                         "GLOBAL_BLOCK_INDEXES", [3]])
+    loaded = build_backbone(dcfg, ShapeSpec(channels=7)).net.state_dict()
+    dcfg.MODEL.DAMA_VIT.ENCODER_WEIGHTS = ""
+    plain = build_backbone(dcfg, ShapeSpec(channels=7)).net.state_dict()
+    for key in ("blocks.0.attn.qkv.weight", "blocks.3.mlp.fc2.weight", "patch_embed.proj.weight"):
+        ratio = loaded[key].std().item() / plain[key].std().item()
+        if weight_init == "trunc_normal":
+            assert 0.9 < ratio < 1.1, (key, ratio)
+        else:
+            assert ratio > 1.5, (key, ratio)

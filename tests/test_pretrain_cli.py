@@ -32,7 +32,7 @@ def test_help_groups_arguments(capsys):
     text = capsys.readouterr().out
     for group in ("data:", "model:", "method:", "optimisation:", "output:", "distributed:"):
         assert group in text
-    for flag in ("--data", "--model", "--method", "--mask-ratio", "--blr", "--accum-iter", "--amp",
+    for flag in ("--data", "--model", "--weight-init", "--method", "--mask-ratio", "--blr", "--accum-iter", "--amp",
                  "--resume", "--output-dir", "--slurm", "--nodes", "--ngpus"):
         assert flag in text
     with pytest.raises(SystemExit):
@@ -43,8 +43,11 @@ def test_help_groups_arguments(capsys):
 def test_cli_pretrain_then_export(tmp_path, capsys):
     data = write_crops(tmp_path / "crops", 4)
     out = tmp_path / "run"
-    assert main(["pretrain", *small_args(data, out, "--epochs", "1", "--method", "mae")]) == 0
+    assert main(["pretrain", *small_args(data, out, "--epochs", "1", "--method", "mae",
+                                         "--weight-init", "trunc_normal")]) == 0
     assert "encoder export" in capsys.readouterr().out
+    ckpt = torch.load(out / "checkpoint-last.pth", map_location="cpu", weights_only=False)
+    assert ckpt["model_config"]["weight_init"] == "trunc_normal"
     assert main(["export", str(out / "checkpoint-last.pth"), "--out", str(tmp_path / "enc.pth")]) == 0
     assert "wrote" in capsys.readouterr().out
     meta = load_encoder_export(tmp_path / "enc.pth")

@@ -67,12 +67,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_compatible(ckpt: dict[str, Any], model_config: dict, method_config: dict, path: str) -> None:
-    """Refuse to resume with a different architecture or method (names the keys)."""
+    """Refuse to resume with a different architecture or method (names the keys).
+
+    ``weight_init`` is not compared: a resumed run continues from the saved weights.
+    """
     diffs = [
         f"{k}: checkpoint {ckpt[group].get(k)!r} vs now {v!r}"
         for group, now in (("model_config", model_config), ("method_config", method_config))
         for k, v in now.items()
-        if ckpt[group].get(k) != v
+        if k != "weight_init" and ckpt[group].get(k) != v
     ]
     if diffs:
         raise DamaUserError(f"{path}: cannot resume with different settings ({'; '.join(diffs)})")

@@ -83,7 +83,7 @@ def build_model(args: argparse.Namespace,
         args.model, img_size=args.img_size, patch_size=args.patch_size, in_chans=args.in_chans,
         decoder_embed_dim=args.decoder_embed_dim, decoder_depth=args.decoder_depth,
         decoder_num_heads=args.decoder_num_heads, norm_pix_loss=args.norm_pix_loss,
-        pixel_mean=tuple(mean) if mean is not None else None,
+        weight_init=args.weight_init, pixel_mean=tuple(mean) if mean is not None else None,
         pixel_std=tuple(std) if std is not None else None,
     )
     method_cfg = MethodConfig(

@@ -38,10 +38,16 @@ class MAEConfig:
     norm_pix_loss: bool = True
     pixel_mean: tuple[float, ...] | None = None  # input standardisation (None: images as scaled)
     pixel_std: tuple[float, ...] | None = None
+    weight_init: str = "xavier"  # Linear weights: "xavier" (MAE) or "trunc_normal" (timm/detectron2)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+
+#: ``MAEConfig.weight_init`` choices: MAE's xavier-uniform Linear weights and xavier patch
+#: embedding, or timm's / detectron2's ViT init (Linear trunc-normal std 0.02, the patch
+#: embedding at PyTorch's conv default), which an untrained detectron2 backbone also has.
+WEIGHT_INITS = ("xavier", "trunc_normal")
 
 #: encoder width/depth/heads and decoder width/depth/heads per size name.
 MODEL_SIZES: dict[str, dict[str, int]] = {
@@ -73,6 +79,8 @@ def validate_config(cfg: MAEConfig) -> None:
         raise DamaUserError(
             f"image size {cfg.img_size} is not divisible by patch size {cfg.patch_size}"
         )
+    if cfg.weight_init not in WEIGHT_INITS:
+        raise DamaUserError(f"weight init {cfg.weight_init!r} is not one of {', '.join(WEIGHT_INITS)}")
     if cfg.in_chans < 1:
         raise DamaUserError(f"--in-chans must be >= 1, got {cfg.in_chans}")
     for dim, heads, what in ((cfg.embed_dim, cfg.num_heads, "encoder"),
@@ -144,13 +152,19 @@ class MaskedAutoencoderViT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        w = self.patch_embed.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        """MAE's init (``weight_init="xavier"``) or timm's ViT init (``"trunc_normal"``)."""
+        xavier = self.cfg.weight_init == "xavier"
+        if xavier:  # else the conv keeps PyTorch's default, as in timm's and detectron2's ViT
+            w = self.patch_embed.proj.weight
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
+                if xavier:
+                    nn.init.xavier_uniform_(m.weight)
+                else:
+                    nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.LayerNorm):

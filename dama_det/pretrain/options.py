@@ -42,6 +42,9 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     model.add_argument("--decoder-embed-dim", type=int, default=None, help="override the decoder width")
     model.add_argument("--decoder-depth", type=int, default=None, help="override the decoder depth")
     model.add_argument("--decoder-num-heads", type=int, default=None, help="override the decoder heads")
+    model.add_argument("--weight-init", default="xavier", choices=("xavier", "trunc_normal"),
+                       help="Linear weight init: xavier (MAE) or trunc_normal (std 0.02, the init of "
+                            "timm's and detectron2's ViT, i.e. of a random-init detector backbone)")
     model.add_argument("--no-norm-pix-loss", dest="norm_pix_loss", action="store_false",
                        help="reconstruct raw pixels instead of per-patch normalised ones")
 
