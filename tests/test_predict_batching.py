@@ -1,16 +1,25 @@
-"""Batched tiled inference changes no output bit.
+"""Batched tiled inference and read-ahead workers change no output bit.
 
 Several windows per forward (``--batch``) must give exactly the boxes, scores and masks
 of one window per forward, for a partial last batch, windows of several sizes in one
-batch and images smaller than one window.
+batch and an image smaller than one window; reading images in DataLoader workers
+(``--workers``) must give the outputs of reading them in the main process, and a user
+error met in a worker must stay the same one-line error.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 import torch
 
-from _predict_fakes import blob_image, tiny_cfg
+from _predict_fakes import blob_image, threshold_predictor, tiny_cfg
+from dama_det.cli import main
+from dama_det.data.tiff_io import write_ome_tiff
+from dama_det.errors import DamaUserError
+from dama_det.inference.inputs import collect_inputs
+from dama_det.inference.pipeline import PredictOptions, predict_and_write
 from dama_det.inference.predictor import MaskRCNNTilePredictor
 from dama_det.inference.tiling import ImageToTile, make_tile_grid, predict_images_tiled
 
@@ -117,3 +126,71 @@ def test_batch_that_differs_falls_back_to_single_windows(images):
         _assert_same(one[0], _predict(images[:1], pred, batch_size=4)[0])
     assert pred.batcher.windows_from_batch == 0
     assert set(pred.batcher.batch_exact.values()) == {False}
+
+
+def _write_images(folder, dtype=np.uint16):
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a": (150, 200), "b": (90, 100), "c": (128, 128)}.items():
+        img = (rng.random((7, h, w)) * 20000).astype(dtype)
+        img[0, 30:50, 40:60] = 60000
+        img[0, 60:75, 10:22] = 50000
+        write_ome_tiff(folder / f"{name}.ome.tif", img, [f"c{i}" for i in range(7)])
+    return folder
+
+
+def _outputs(out):
+    preds = json.loads((out / "predictions.json").read_text())
+    preds["info"].pop("seconds")
+    files = {p.name: p.read_bytes() for p in sorted(out.iterdir())
+             if p.name != "predictions.json"}
+    return preds, files
+
+
+@pytest.mark.parametrize("scaling", ["dtype_max", "percentile"])
+def test_workers_give_the_same_outputs(tmp_path, scaling):
+    folder = _write_images(tmp_path / "images")
+    inputs = collect_inputs([folder], expected_channels=7)
+    results = []
+    for workers in (0, 1, 2):
+        opts = PredictOptions(num_channels=7, intensity_scaling=scaling, tile_size=64,
+                              overlap=16, batch_size=3, workers=workers, progress=False)
+        predict_and_write(inputs, threshold_predictor, tmp_path / f"w{workers}", opts)
+        results.append(_outputs(tmp_path / f"w{workers}"))
+    assert results[0][0]["annotations"] and len(results[0][1]) == 6  # 3 label TIFFs + 3 PNGs
+    assert results[1] == results[0] and results[2] == results[0]
+
+
+def test_unreadable_image_in_a_worker_is_the_same_user_error(tmp_path):
+    folder = _write_images(tmp_path / "images")
+    inputs = collect_inputs([folder], expected_channels=7)
+    (folder / "b.ome.tif").write_bytes(b"II*\x00 no longer a TIFF")  # changed after the check
+    messages = []
+    for workers in (0, 1):
+        opts = PredictOptions(num_channels=7, tile_size=64, overlap=16, workers=workers,
+                              progress=False)
+        with pytest.raises(DamaUserError) as exc:
+            predict_and_write(inputs, threshold_predictor, tmp_path / f"w{workers}", opts)
+        messages.append(str(exc.value))
+        assert not (tmp_path / f"w{workers}" / "predictions.json").exists()
+    assert messages[0] == messages[1]
+    assert "b.ome.tif" in messages[0] and "\n" not in messages[0]
+    assert "Traceback" not in messages[0] and "worker" not in messages[0]
+
+
+def test_cli_batch_and_workers_keep_outputs(tmp_path, predictor):
+    weights = tmp_path / "model_final.pth"
+    torch.save({"model": predictor.model.state_dict(), "iteration": 1}, weights)
+    (tmp_path / "config.yaml").write_text(tiny_cfg().dump())
+    folder = _write_images(tmp_path / "images")
+    runs = {"one": ["--batch", "1", "--workers", "0"], "many": ["--batch", "3", "--workers", "2"]}
+    for name, opts in runs.items():
+        rc = main(["predict", str(folder), "--weights", str(weights), "--out",
+                   str(tmp_path / name), "--tile-size", "128", "--overlap", "32",
+                   "--score-thresh", "0.2", "--device", "cpu", "--amp", "off", "--quiet", *opts])
+        assert rc == 0
+    one, many = _outputs(tmp_path / "one"), _outputs(tmp_path / "many")
+    assert one[0]["annotations"] and one == many
+    for option in ("--batch", "--workers"):
+        with pytest.raises(SystemExit):
+            main(["predict", str(folder), "--weights", str(weights), "--out",
+                  str(tmp_path / "x"), option, "-1"])
