@@ -104,5 +104,5 @@ def test_predict_help(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for option in ("--weights", "--config-file", "--score-thresh", "--tile-size", "--overlap",
-                   "--batch", "--device", "--amp", "--out"):
+                   "--batch", "--workers", "--device", "--amp", "--out"):
         assert option in text

@@ -16,6 +16,10 @@ from pathlib import Path
 
 from ._args import fraction, non_negative_int, positive_int
 
+# Windows per forward (the results do not depend on it; on CPU the gain is the encoder's)
+# and image-reading worker processes.
+DEFAULT_BATCH, DEFAULT_WORKERS = 4, 1
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``predict`` subcommand."""
@@ -50,8 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="overlap (of the smaller instance) above which detections of two "
                    "windows are one instance")
     g = p.add_argument_group("hardware")
-    g.add_argument("--batch", type=positive_int, default=1, metavar="N",
-                   help="windows per forward pass")
+    g.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, metavar="N",
+                   help="windows per forward pass, also across consecutive images; the "
+                   "results are the same for every N, bit for bit (the ViT encoder runs on "
+                   "N windows at once, the heads window by window); larger N needs more "
+                   "memory")
+    g.add_argument("--workers", type=non_negative_int, default=DEFAULT_WORKERS, metavar="N",
+                   help="background processes reading (and percentile-scaling) the next "
+                   "images while the model runs; 0: read in the main process")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
                    help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
@@ -132,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         num_channels=len(cfg.MODEL.PIXEL_MEAN),
         intensity_scaling=cfg.INPUT.INTENSITY_SCALING,
         percentile_range=tuple(cfg.INPUT.PERCENTILE_RANGE),
-        tile_size=tile, overlap=overlap, batch_size=args.batch,
+        tile_size=tile, overlap=overlap, batch_size=args.batch, workers=args.workers,
         merge_threshold=args.merge_thresh, overlay=not args.no_overlay,
         progress=not args.quiet,
         info={"weights": str(Path(args.weights).resolve()),

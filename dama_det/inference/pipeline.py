@@ -5,6 +5,10 @@ mapper does at test time, predict by tiles, paint ``<stem>_masks.tif``, draw
 ``<stem>_overlay.png``; finally write one ``predictions.json`` holding the images, the
 category and the COCO results of all images (``annotations``, each with ``score``),
 which ``dama-det eval`` reads beside a ground truth from ``dama-det data to-coco``.
+
+Images are read ahead in DataLoader workers (:mod:`.image_loader`) and their windows go
+through the model ``batch_size`` at a time, across image boundaries
+(:func:`.tiling.predict_images_tiled`); neither changes a single output bit.
 """
 from __future__ import annotations
 
@@ -13,19 +17,20 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.coco_labels import MASK_SUFFIX
 from ..data.normalize import scale_intensities
-from ..data.tiff_io import read_tiff, write_label_image
+from ..data.tiff_io import write_label_image
 from ..utils import atomic_write_json
+from .image_loader import WHOLE_IMAGE_SCALINGS, PredictImageDataset, load_images
 from .inputs import InputImage
 from .merge import paint_labels
 from .outputs import CATEGORY, detections_to_coco_results, render_overlay, write_png
-from .tiling import TilePredictor, predict_image_tiled
+from .tiling import Detection, ImageToTile, TilePredictor, predict_images_tiled
 
 PREDICTIONS_JSON = "predictions.json"
 MASKS_SUFFIX, OVERLAY_SUFFIX = f"{MASK_SUFFIX}.tif", "_overlay.png"  # <stem> + suffix
@@ -69,7 +74,9 @@ class PredictOptions:
         percentile_range: ``INPUT.PERCENTILE_RANGE``.
         tile_size: sliding-window side (pixels).
         overlap: minimum window overlap (pixels).
-        batch_size: windows per forward pass.
+        batch_size: windows per forward pass (across images; the outputs do not
+            depend on it).
+        workers: background processes reading the next images (0: the main process).
         merge_threshold: overlap above which detections of two windows are merged.
         overlay: write ``<stem>_overlay.png``.
         progress: show progress bars.
@@ -80,11 +87,37 @@ class PredictOptions:
     percentile_range: Sequence[float] = (1.0, 99.8)
     tile_size: int = 256
     overlap: int = 64
-    batch_size: int = 1
+    batch_size: int = 4  # `dama-det predict --batch`
+    workers: int = 0
     merge_threshold: float = 0.5
     overlay: bool = True
     progress: bool = True
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def _tiler_input(key: Any, image: np.ndarray, source_dtype: np.dtype, opts: PredictOptions,
+                 scaled: np.ndarray | None = None) -> ImageToTile:
+    """What the tiler predicts for one raw ``(C, H, W)`` image: the image scaled as a
+    whole (``scaled`` when the reader did it; computed here for whole-image scalings
+    otherwise), or the raw image with a per-window scaling (no full-size float copy)."""
+    mode = str(opts.intensity_scaling).lower()
+    if scaled is None and mode in WHOLE_IMAGE_SCALINGS:
+        scaled = scale_intensities(image, mode, source_dtype, opts.percentile_range)
+    if scaled is not None:
+        return ImageToTile(key, scaled, None)
+
+    def transform(tile: np.ndarray) -> np.ndarray:
+        return scale_intensities(tile, mode, source_dtype, opts.percentile_range)
+
+    return ImageToTile(key, image, transform)
+
+
+def _tiled(items: Iterable[ImageToTile], predictor: TilePredictor,
+           opts: PredictOptions) -> Iterator[tuple[Any, list[Detection]]]:
+    return predict_images_tiled(
+        items, predictor, tile_size=opts.tile_size, overlap=opts.overlap,
+        batch_size=opts.batch_size, merge_threshold=opts.merge_threshold,
+        progress=opts.progress)
 
 
 def predict_one(image: np.ndarray, source_dtype: np.dtype, predictor: TilePredictor,
@@ -101,20 +134,7 @@ def predict_one(image: np.ndarray, source_dtype: np.dtype, predictor: TilePredic
         ``(labels (H, W) uint16/uint32, painted detections)``; detection ``k`` is label
         ``k + 1``.
     """
-    mode = str(opts.intensity_scaling).lower()
-    if mode == "percentile":  # needs whole-image statistics: scale once
-        source, transform = scale_intensities(image, mode, source_dtype, opts.percentile_range), None
-    else:  # a per-pixel map: scale tile by tile, no full-size copy
-        source = image
-
-        def transform(tile: np.ndarray) -> np.ndarray:
-            return scale_intensities(tile, mode, source_dtype, opts.percentile_range)
-
-    dets = predict_image_tiled(
-        source, predictor, tile_size=opts.tile_size, overlap=opts.overlap,
-        batch_size=opts.batch_size, merge_threshold=opts.merge_threshold,
-        transform=transform, progress=opts.progress,
-    )
+    (_, dets), = _tiled([_tiler_input(None, image, source_dtype, opts)], predictor, opts)
     return paint_labels(dets, image.shape[1], image.shape[2])
 
 
@@ -124,7 +144,9 @@ def predict_and_write(
 ) -> dict[str, Any]:
     """Predict every input image and write label images, overlays and the json.
 
-    Every file is written atomically (temporary name + rename).
+    Every file is written atomically (temporary name + rename). ``opts.workers``
+    processes read the next images while the model runs; ``opts.batch_size`` windows
+    (of one image or of consecutive images) share a forward.
 
     Args:
         inputs: images from :func:`dama_det.inference.inputs.collect_inputs`.
@@ -136,19 +158,27 @@ def predict_and_write(
         The predictions dict written to ``out_dir/predictions.json``: ``info``,
         ``images`` (``id, file_name`` relative to ``out_dir``, ``height, width,
         channels, masks_file``), ``categories``, ``annotations`` (COCO results).
+
+    Raises:
+        DamaUserError: an image cannot be read (images before it may be written).
     """
     out = Path(out_dir)  # created by the first write
     images: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     start = time.perf_counter()
-    for item in tqdm(inputs, desc="predict", unit="img", disable=not opts.progress, delay=1.0):
-        tiff = read_tiff(item.path, expected_channels=opts.num_channels)
-        c, h, w = tiff.image.shape
-        labels, dets = predict_one(tiff.image, tiff.dtype, predictor, opts)
+    dataset = PredictImageDataset(inputs, opts.num_channels, opts.intensity_scaling,
+                                  opts.percentile_range)
+    loaded = (_tiler_input(img, img.image, img.source_dtype, opts, img.scaled)
+              for img in load_images(dataset, opts.workers))
+    for img, merged in tqdm(_tiled(loaded, predictor, opts), total=len(inputs),
+                            desc="predict", unit="img", disable=not opts.progress, delay=1.0):
+        item = img.item
+        c, h, w = img.image.shape
+        labels, dets = paint_labels(merged, h, w)
         masks_name = f"{item.stem}{MASKS_SUFFIX}"
         write_label_image(out / masks_name, labels)
         if opts.overlay:
-            write_png(out / f"{item.stem}{OVERLAY_SUFFIX}", render_overlay(tiff.image, labels))
+            write_png(out / f"{item.stem}{OVERLAY_SUFFIX}", render_overlay(img.image, labels))
         results.extend(detections_to_coco_results(dets, item.image_id, h, w,
                                                   start_id=len(results) + 1))
         images.append({
@@ -157,7 +187,7 @@ def predict_and_write(
             "height": h, "width": w, "channels": c,
             "masks_file": masks_name, "num_instances": len(dets),
         })
-        del tiff, labels, dets
+        del img, labels, dets, merged
     predictions = {
         "info": {"description": "dama-det predict results", **opts.info,
                  "tile_size": opts.tile_size, "overlap": opts.overlap,

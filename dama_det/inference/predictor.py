@@ -21,6 +21,7 @@ from detectron2.layers.mask_ops import _do_paste_mask
 from ..engine.checkpoint import load_checkpoint_strict
 from ..errors import DamaUserError
 from ..utils import autocast_context, pick_device, resolve_amp_dtype
+from .batched_encoder import EncoderBatcher
 from .tiling import Detection
 
 logger = logging.getLogger(__name__)
@@ -132,8 +133,9 @@ class MaskRCNNTilePredictor:
     Tiles must already be scaled as the dataset mapper scales images
     (:func:`dama_det.data.normalize.scale_intensities`); the model subtracts
     ``PIXEL_MEAN`` and divides by ``PIXEL_STD`` itself. Usable as the per-tile
-    predictor of :func:`dama_det.inference.tiling.predict_image_tiled` (it has
-    ``predict_batch``).
+    predictor of :func:`dama_det.inference.tiling.predict_image_tiled`; its
+    ``predict_batch`` runs several tiles per encoder forward with the results of one
+    tile per forward, bit for bit.
 
     Args:
         model: a built Detectron2 ``GeneralizedRCNN`` (put in eval mode here).
@@ -149,6 +151,7 @@ class MaskRCNNTilePredictor:
         self.amp_dtype = amp_dtype
         self.mask_threshold = mask_threshold
         self.num_channels = int(model.pixel_mean.numel())
+        self.batcher = EncoderBatcher(self.model)
 
     @classmethod
     def from_config(
@@ -180,13 +183,18 @@ class MaskRCNNTilePredictor:
         return cls(model, dev, amp_dtype)
 
     def predict_batch(self, tiles: Sequence[np.ndarray]) -> list[list[Detection]]:
-        """Predict several tiles in one forward pass.
+        """Predict several tiles, bit-identical to predicting them one at a time.
+
+        Tiles of one size share one encoder forward (:class:`EncoderBatcher`); the
+        feature pyramid, RPN and RoI heads run tile by tile, so every tile gets exactly
+        the detections of its own single-tile forward.
 
         Args:
-            tiles: float32 arrays ``(C, h, w)`` (sizes may differ).
+            tiles: float32 arrays ``(C, h, w)`` (sizes may differ; each size is batched
+                separately).
 
         Returns:
-            One list of detections (tile coordinates) per tile.
+            One list of detections (tile coordinates) per tile, in the order of ``tiles``.
         """
         inputs = []
         for t in tiles:
@@ -198,8 +206,14 @@ class MaskRCNNTilePredictor:
             tensor = torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32))
             inputs.append({"image": tensor.to(self.device), "height": t.shape[1],
                            "width": t.shape[2]})
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, t in enumerate(tiles):
+            by_size.setdefault(tuple(t.shape), []).append(i)
+        results: list = [None] * len(tiles)
         with torch.inference_mode(), autocast_context(self.device, self.amp_dtype):
-            results = self.model.inference(inputs, do_postprocess=False)
+            for idx in by_size.values():
+                for i, inst in zip(idx, self.batcher([inputs[i] for i in idx])):
+                    results[i] = inst
         out = []
         for t, inst in zip(tiles, results):
             h, w = t.shape[1:]

@@ -40,13 +40,18 @@ class DamaFeaturePyramid(SimpleFeaturePyramid):
         """The smallest input side the pyramid computes every level for."""
         return int(self._size_divisibility)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The pyramid of ``x`` ``(N, C, H, W)``, padded first if H or W is too small."""
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(N, C, H, W)`` as the ViT receives it: zero-padded at the bottom and
+        right to :attr:`min_input_size` if H or W is smaller, else unchanged."""
         height, width = x.shape[-2:]
         size = self.min_input_size
         if height < size or width < size:
             x = F.pad(x, (0, max(0, size - width), 0, max(0, size - height)))
-        return super().forward(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The pyramid of ``x`` ``(N, C, H, W)``, padded first if H or W is too small."""
+        return super().forward(self.encoder_input(x))
 
 
 def build_dama_vit(cfg: CfgNode, in_chans: int) -> ViT:
