@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data.rle import encode_crop_rle
 from ..utils import atomic_write_bytes
-from .tiling import Detection
+from .types import Detection
 
 CATEGORY = {"id": 1, "name": "cell"}
 

@@ -25,7 +25,8 @@ from ..utils import atomic_write_json
 from .inputs import InputImage
 from .merge import paint_labels
 from .outputs import CATEGORY, detections_to_coco_results, render_overlay, write_png
-from .tiling import TilePredictor, predict_image_tiled
+from .tiling import predict_image_tiled
+from .types import TilePredictor
 
 PREDICTIONS_JSON = "predictions.json"
 MASKS_SUFFIX, OVERLAY_SUFFIX = f"{MASK_SUFFIX}.tif", "_overlay.png"  # <stem> + suffix

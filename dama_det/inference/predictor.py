@@ -21,7 +21,7 @@ from detectron2.layers.mask_ops import _do_paste_mask
 from ..engine.checkpoint import load_checkpoint_strict
 from ..errors import DamaUserError
 from ..utils import autocast_context, pick_device, resolve_amp_dtype
-from .tiling import Detection
+from .types import Detection
 
 logger = logging.getLogger(__name__)
 

@@ -8,56 +8,20 @@ the same code runs the Mask R-CNN predictor and simple stand-ins in tests.
 Memory stays independent of the image size apart from the final label image: tiles
 are cut, scaled and predicted one (or ``batch_size``) at a time, and every instance is
 kept as a compact crop (integer box + local boolean mask), never as a full-image mask.
-Overlap handling (edge rule, duplicate merging) lives in :mod:`.merge`.
+Overlap handling (edge rule, duplicate merging) lives in :mod:`.merge`, the data
+types (:class:`Detection`, :class:`Tile`, :class:`TilePredictor`) in :mod:`.types`.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterator, NamedTuple, Protocol, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import DamaUserError
-
-
-class Detection(NamedTuple):
-    """One instance as a compact crop.
-
-    Attributes:
-        box: integer ``(x0, y0, x1, y1)``, half-open, in the coordinates of the array
-            the detection belongs to (a tile, or the full image after tiling).
-        mask: bool ``(y1 - y0, x1 - x0)`` mask of the instance inside ``box``.
-        score: confidence in [0, 1].
-    """
-
-    box: tuple[int, int, int, int]
-    mask: np.ndarray
-    score: float
-
-
-class TilePredictor(Protocol):
-    """What the tiler needs from a model: ``(C, h, w) float32 -> list[Detection]``."""
-
-    def __call__(self, tile: np.ndarray) -> list[Detection]: ...
-
-
-@dataclass(frozen=True)
-class Tile:
-    """A window of the image: rows ``y0:y1``, columns ``x0:x1`` and its grid index."""
-
-    row: int
-    col: int
-    y0: int
-    x0: int
-    y1: int
-    x1: int
-
-    @property
-    def box(self) -> tuple[int, int, int, int]:
-        """``(x0, y0, x1, y1)`` of the window in image coordinates."""
-        return (self.x0, self.y0, self.x1, self.y1)
+from .merge import merge_tile_detections
+from .types import Detection, Tile, TilePredictor
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -204,8 +168,6 @@ def predict_image_tiled(
     Returns:
         Merged detections in image coordinates, in raster order of their boxes.
     """
-    from .merge import merge_tile_detections
-
     if image.ndim != 3:
         raise DamaUserError(f"expected a (C, H, W) image, got shape {tuple(image.shape)}")
     _, height, width = image.shape
