@@ -95,7 +95,7 @@ def test_export_without_cls_position_loads(tmp_path):
 
 
 def test_pretrain_img_size_zero_takes_the_exports(tmp_path):
-    from dama_det.config import resolve_pretrain_img_size
+    from dama_det.modeling.vit_backbone import resolve_pretrain_img_size
 
     src = make_export(tmp_path / "enc.pth", img_size=96)
     cfg = detection_cfg(pretrain_img_size=0, weights=tmp_path / "enc.pth")
