@@ -11,8 +11,8 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
 from dama_det import DamaUserError, get_dama_cfg
+from dama_det.encoder_export.format import save_encoder_export
 from dama_det.modeling import load_encoder_into_vit
-from dama_det.pretrain.export import save_encoder_export
 
 DEPTH, DIM, HEADS = 2, 64, 2
 

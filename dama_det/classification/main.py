@@ -23,8 +23,10 @@ import numpy as np
 import torch
 
 from ..data.pixel_stats import pixel_stats
+from ..encoder_export.format import ViTArch, load_encoder_export
+from ..encoder_export.loading import EncoderLoadReport
+from ..encoder_export.sizes import model_size
 from ..errors import DamaUserError
-from ..pretrain.export import load_encoder_export
 from ..utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, pick_device
 from ..utils.device import resolve_amp_dtype
 from .augment import build_eval_transform, build_train_transform
@@ -32,7 +34,7 @@ from .dataset import CropDataset, CropIndex, probe_tiff, scan_class_folders
 from .distributed import DistInfo, barrier, cleanup, init_distributed
 from .engine import FinetuneConfig, accuracy_percent, evaluate, finetune
 from .folds import load_or_create_folds
-from .model import ARCH_PRESETS, LoadReport, ViTArch, build_classifier, load_export_into
+from .model import build_classifier, load_export_into
 from .table import BASELINE, MethodRow, build_table, format_duration, save_confusion_figure
 from .table import to_csv, to_markdown
 
@@ -103,7 +105,7 @@ class _Method:
     spec: MethodSpec
     arch: ViTArch
     export: dict[str, Any] | None = None
-    report: LoadReport | None = None
+    report: EncoderLoadReport | None = None
 
     def fingerprint(self) -> dict[str, Any]:
         """Architecture and export content (sha256), so a moved export still matches."""
@@ -170,7 +172,7 @@ def _prepare_methods(opts: ClassifyOptions, index: CropIndex, img_size: int,
                                  num_classes=len(index.class_names))
         report = load_export_into(probe, spec.export_path, export)
         methods.append(_Method(spec, arch, export, report))
-    random_arch = opts.arch or (methods[0].arch if methods else ViTArch(**ARCH_PRESETS["tiny"]))
+    random_arch = opts.arch or (methods[0].arch if methods else ViTArch(**model_size("tiny").encoder()))
     by_name = {m.spec.name: m for m in methods}
     return [by_name.get(s.name) or _Method(s, random_arch) for s in opts.methods]
 
@@ -282,7 +284,7 @@ def _run(opts: ClassifyOptions, info: DistInfo, device: torch.device) -> dict[st
         out.mkdir(parents=True, exist_ok=True)
     for m in methods:
         if m.report is not None:
-            _log(opts, info, f"{m.spec.name}: {m.report.summary()}")
+            _log(opts, info, f"{m.spec.name}: {m.report.brief()}")
             pre = m.export.get("channel_names")
             data_names = index.channel_names
             if pre and not data_names[0].startswith("ch") and pre != data_names:

@@ -17,7 +17,7 @@ from detectron2.modeling.backbone import SimpleFeaturePyramid, ViT
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
 from ..errors import DamaUserError
-from ..pretrain.export import load_encoder_export
+from ..encoder_export.format import load_encoder_export
 from .encoder_weights import load_encoder_into_vit
 
 logger = logging.getLogger(__name__)
