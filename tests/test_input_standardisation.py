@@ -129,8 +129,9 @@ def test_pretrainer_forward_standardises():
 
 def test_untrained_export_is_the_seeded_initialisation_and_loads(tmp_path, capsys):
     from dama_det.modeling.encoder_weights import load_encoder_into_vit
-    from dama_det.pretrain.main import build_model, seed_everything
+    from dama_det.pretrain.main import build_model
     from dama_det.pretrain.options import parse_pretrain_args
+    from dama_det.utils.rng import seed_everything
 
     args = small_args(tmp_path / "no-data-needed", tmp_path / "init", "--method", "dama",
                       "--seed", "3", "--untrained")
