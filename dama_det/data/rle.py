@@ -49,7 +49,9 @@ def runs_to_rle(counts: Sequence[int], height: int, width: int) -> dict[str, Any
 def pycocotools_rle(rle: Mapping[str, Any]) -> dict[str, Any]:
     """``rle`` with ``counts`` as bytes, the form ``pycocotools.mask`` functions take."""
     counts = rle["counts"]
-    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    return {"size": rle["size"], "counts": counts}
 
 
 def encode_crop_rle(
