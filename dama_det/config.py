@@ -12,10 +12,17 @@ The backbone keys live under ``MODEL.DAMA_VIT`` (see
 ``dama_det.modeling.vit_backbone.build_dama_vit_fpn_backbone``). ``MODEL.WEIGHTS``
 stays Detectron2's full-model checkpoint; ``MODEL.DAMA_VIT.ENCODER_WEIGHTS`` is a
 pretraining export (``dama-det export``) loaded into the ViT when the model is built.
+
+This module imports nothing from the package (only Detectron2's ``CfgNode``): the
+backbone is registered by importing :mod:`dama_det.modeling` (``dama_det.get_dama_cfg``
+does both), the config helpers that need the package live where they are used
+(``resolve_device`` in :mod:`dama_det.engine.setup`, ``resolve_pretrain_img_size`` in
+:mod:`dama_det.modeling.vit_backbone`).
 """
 from __future__ import annotations
 
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
 DEFAULT_CHANNEL_NAMES = ["DAPI", "Histones", "NeuN", "S100", "Olig2", "Iba1", "RECA1"]
 
@@ -29,8 +36,6 @@ def add_dama_config(cfg: CN) -> CN:
     Returns:
         The same ``cfg``, for chaining.
     """
-    from . import modeling  # noqa: F401  (registers build_dama_vit_fpn_backbone)
-
     # ---- input: N-channel TIFF images ----
     cfg.INPUT.FORMAT = "N"  # images are N-channel float arrays, not BGR/RGB
     cfg.INPUT.MASK_FORMAT = "bitmask"  # instance masks as bitmaps (from COCO RLE)
@@ -105,45 +110,7 @@ def add_dama_config(cfg: CN) -> CN:
     return cfg
 
 
-def resolve_device(cfg: CN) -> str:
-    """Replace ``MODEL.DEVICE == "auto"`` by "cuda" or "cpu" (in place) and return it.
-
-    Args:
-        cfg: a config with dama_det keys (must not be frozen).
-
-    Returns:
-        The concrete device string.
-    """
-    from .utils import pick_device
-
-    dev = pick_device(cfg.MODEL.DEVICE)
-    cfg.MODEL.DEVICE = str(dev)
-    return cfg.MODEL.DEVICE
-
-
-def pretrain_img_size(cfg: CN) -> int:
-    """The ViT's stored position-embedding size: ``MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE``, or
-    when that is 0, the ``img_size`` of the ``ENCODER_WEIGHTS`` export (else ``IMG_SIZE``).
-    """
-    v = cfg.MODEL.DAMA_VIT
-    if v.PRETRAIN_IMG_SIZE > 0:
-        return int(v.PRETRAIN_IMG_SIZE)
-    if v.ENCODER_WEIGHTS:
-        from .pretrain.export import load_encoder_export
-
-        return int(load_encoder_export(v.ENCODER_WEIGHTS)["img_size"])
-    return int(v.IMG_SIZE)
-
-
-def resolve_pretrain_img_size(cfg: CN) -> int:
-    """Write :func:`pretrain_img_size` into ``cfg`` (in place, so saved configs and
-    checkpoints agree on the ``pos_embed`` shape) and return it."""
-    cfg.MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE = pretrain_img_size(cfg)
-    return cfg.MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE
-
-
 def get_dama_cfg() -> CN:
-    """A fresh Detectron2 config with dama_det's keys added."""
-    from detectron2.config import get_cfg
-
+    """A fresh Detectron2 config with dama_det's keys added (building a model from it
+    needs the backbone registered: ``import dama_det.modeling``)."""
     return add_dama_config(get_cfg())

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from dama_det.inference.tiling import Detection
+from dama_det.inference.types import Detection
 
 
 def threshold_predictor(tile: np.ndarray) -> list[Detection]:

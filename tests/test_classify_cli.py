@@ -10,10 +10,10 @@ import torch
 
 from dama_det.classification.augment import build_eval_transform
 from dama_det.classification.dataset import CropDataset, scan_class_folders
-from dama_det.classification.distributed import DistInfo
 from dama_det.classification.engine import evaluate
 from dama_det.classification.model import ViTArch, build_classifier
 from dama_det.cli import main
+from dama_det.utils.distributed import DistInfo
 from test_classify_data import make_class_crops
 from test_classify_model import write_export
 

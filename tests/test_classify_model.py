@@ -8,8 +8,8 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.optim import param_groups_layer_decay
 
 from dama_det.classification.model import ViTArch, build_classifier, load_export_into
+from dama_det.encoder_export.format import load_encoder_export, save_encoder_export
 from dama_det.errors import DamaUserError
-from dama_det.pretrain.export import load_encoder_export, save_encoder_export
 
 ARCH = ViTArch(patch_size=16, embed_dim=64, depth=2, num_heads=2)
 

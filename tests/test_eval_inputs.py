@@ -7,10 +7,9 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
+from dama_det.data.rle import check_rle_runs, normalize_segmentation
 from dama_det.errors import DamaUserError
-from dama_det.evaluation.inputs import (
-    check_rle_runs, load_ground_truth, load_results, normalize_segmentation,
-)
+from dama_det.evaluation.inputs import load_ground_truth, load_results
 from dama_det.evaluation.synthetic import ellipse_rle, make_synthetic_case
 
 

@@ -12,8 +12,8 @@ import torch
 
 from dama_det.cli import main
 from dama_det.data.pixel_stats import pixel_stats
+from dama_det.encoder_export.format import load_encoder_export
 from dama_det.errors import DamaUserError
-from dama_det.pretrain.export import load_encoder_export
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pretrain_training import blob_images, small_args, write_crops  # noqa: E402
@@ -129,8 +129,9 @@ def test_pretrainer_forward_standardises():
 
 def test_untrained_export_is_the_seeded_initialisation_and_loads(tmp_path, capsys):
     from dama_det.modeling.encoder_weights import load_encoder_into_vit
-    from dama_det.pretrain.main import build_model, seed_everything
+    from dama_det.pretrain.main import build_model
     from dama_det.pretrain.options import parse_pretrain_args
+    from dama_det.utils.rng import seed_everything
 
     args = small_args(tmp_path / "no-data-needed", tmp_path / "init", "--method", "dama",
                       "--seed", "3", "--untrained")

@@ -11,8 +11,8 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
 from dama_det import DamaUserError, get_dama_cfg
+from dama_det.encoder_export.format import save_encoder_export
 from dama_det.modeling import load_encoder_into_vit
-from dama_det.pretrain.export import save_encoder_export
 
 DEPTH, DIM, HEADS = 2, 64, 2
 
@@ -95,7 +95,7 @@ def test_export_without_cls_position_loads(tmp_path):
 
 
 def test_pretrain_img_size_zero_takes_the_exports(tmp_path):
-    from dama_det.config import resolve_pretrain_img_size
+    from dama_det.modeling.vit_backbone import resolve_pretrain_img_size
 
     src = make_export(tmp_path / "enc.pth", img_size=96)
     cfg = detection_cfg(pretrain_img_size=0, weights=tmp_path / "enc.pth")

@@ -59,7 +59,7 @@ def test_demo_controls_added_to_a_finished_demo(smoke_demo, capsys):
     assert (smoke_demo / "detector" / "model_final.pth").stat().st_mtime_ns == before
     metrics = json.loads((smoke_demo / "eval" / "metrics.json").read_text())
     assert set(metrics) == {"dama", "random", "init", "classical"}  # re-evaluated together
-    from dama_det.pretrain.export import load_encoder_export
+    from dama_det.encoder_export.format import load_encoder_export
 
     assert load_encoder_export(smoke_demo / "controls" / "init" / "encoder.pth")["epoch"] == 0
     log = (smoke_demo / "controls" / "init" / "detector" / "log.txt").read_text()
@@ -99,7 +99,7 @@ probe: {{task: celltype, data: {data}/crops, max_images: 24}}
     assert (out / "runs" / "mae" / "seed0" / "encoder.pth").is_file()
     assert not (out / "results.md").exists()
     # the init control: the untrained export of the same pretraining model, no training
-    from dama_det.pretrain.export import load_encoder_export
+    from dama_det.encoder_export.format import load_encoder_export
 
     init = load_encoder_export(out / "runs" / "init" / "seed0" / "pretrain" / "encoder.pth")
     assert init["epoch"] == 0 and init["embed_dim"] == 64

@@ -15,7 +15,8 @@ from dama_det.errors import DamaUserError
 from dama_det.inference.inputs import collect_inputs
 from dama_det.inference.merge import paint_labels
 from dama_det.inference.outputs import crop_to_rle, detections_to_coco_results, render_overlay
-from dama_det.inference.tiling import Detection, predict_image_tiled
+from dama_det.inference.tiling import predict_image_tiled
+from dama_det.inference.types import Detection
 
 
 def test_crop_rle_equals_full_image_encoding():

@@ -11,7 +11,7 @@ import tifffile
 import torch
 
 from dama_det.cli import main
-from dama_det.pretrain.export import load_encoder_export
+from dama_det.encoder_export.format import load_encoder_export
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pretrain_training import small_args, write_crops  # noqa: E402

@@ -7,9 +7,10 @@ import timm
 import torch
 from timm.layers import build_sincos2d_pos_embed
 
+from dama_det.encoder_export.format import load_encoder_export
 from dama_det.errors import DamaUserError
 from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
-from dama_det.pretrain.export import export_pretrainer, load_encoder_export
+from dama_det.pretrain.export import export_pretrainer
 from dama_det.pretrain.main import build_optimizer
 from dama_det.pretrain.masking import random_mask
 from dama_det.pretrain.models_mae import MaskedAutoencoderViT, mae_config

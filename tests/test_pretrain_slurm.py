@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 
-from dama_det.pretrain.export import load_encoder_export
+from dama_det.encoder_export.format import load_encoder_export
 from dama_det.pretrain.options import parse_pretrain_args
 from dama_det.pretrain.slurm import PretrainJob, submit_pretraining
 

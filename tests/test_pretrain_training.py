@@ -14,8 +14,9 @@ import timm
 import torch
 
 from dama_det.data.tiff_io import write_ome_tiff
+from dama_det.encoder_export.format import load_encoder_export
 from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
-from dama_det.pretrain.export import export_checkpoint, load_encoder_export
+from dama_det.pretrain.export import export_checkpoint
 from dama_det.pretrain.main import build_optimizer, run_pretraining
 from dama_det.pretrain.models_mae import mae_config
 from dama_det.pretrain.options import parse_pretrain_args

@@ -14,7 +14,7 @@ from scipy.ndimage import gaussian_filter
 
 from dama_det.cli import main
 from dama_det.data.tiff_io import write_label_image, write_ome_tiff
-from dama_det.pretrain.export import save_encoder_export
+from dama_det.encoder_export.format import save_encoder_export
 from dama_det.pretrain.models_mae import MaskedAutoencoderViT, mae_config
 from dama_det.probe.dense import IGNORE, build_dense_tiles, patch_targets, tile_origins
 from dama_det.errors import DamaUserError

@@ -11,8 +11,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from dama_det.cli import main as cli_main
 from dama_det.engine import QUICK_CONFIG, find_config_file
+from dama_det.encoder_export.format import save_encoder_export
 from dama_det.errors import DamaUserError
-from dama_det.pretrain.export import save_encoder_export
 from test_train_fixtures import make_disk_coco
 
 # Detectron2's COCO evaluator trips a numpy-2 deprecation once per predicted mask.

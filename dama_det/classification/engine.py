@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DamaUserError
 from ..utils.device import autocast_context
-from .distributed import DistInfo, all_reduce_sum
+from ..utils.distributed import DistInfo, all_reduce_sum, unwrap_model
 
 
 @dataclass
@@ -79,10 +79,6 @@ class TrainLog:
     lr: list[float] = field(default_factory=list)
     batch_size: int = 0
     base_lr: float = 0.0
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 def finetune(
@@ -140,7 +136,7 @@ def finetune(
     if dist_info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    bare = _unwrap(model)
+    bare = unwrap_model(model)
     groups = param_groups_layer_decay(bare, weight_decay=cfg.weight_decay,
                                       no_weight_decay_list=bare.no_weight_decay(),
                                       layer_decay=cfg.layer_decay)
@@ -237,7 +233,7 @@ def evaluate(
     Returns:
         int64 ``(num_classes, num_classes)``: rows true class, columns prediction.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     was_training = model.training
     model.eval()
     shard = Subset(dataset, list(range(dist_info.rank, len(dataset), dist_info.world_size)))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,16 +22,19 @@ import numpy as np
 import torch
 
 from ..data.pixel_stats import pixel_stats
+from ..encoder_export.format import ViTArch, load_encoder_export
+from ..encoder_export.loading import EncoderLoadReport
+from ..encoder_export.sizes import model_size
 from ..errors import DamaUserError
-from ..pretrain.export import load_encoder_export
 from ..utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, pick_device
 from ..utils.device import resolve_amp_dtype
+from ..utils.distributed import DistInfo, barrier, cleanup, init_distributed
+from ..utils.rng import seed_everything
 from .augment import build_eval_transform, build_train_transform
 from .dataset import CropDataset, CropIndex, probe_tiff, scan_class_folders
-from .distributed import DistInfo, barrier, cleanup, init_distributed
 from .engine import FinetuneConfig, accuracy_percent, evaluate, finetune
 from .folds import load_or_create_folds
-from .model import ARCH_PRESETS, LoadReport, ViTArch, build_classifier, load_export_into
+from .model import build_classifier, load_export_into
 from .table import BASELINE, MethodRow, build_table, format_duration, save_confusion_figure
 from .table import to_csv, to_markdown
 
@@ -103,7 +105,7 @@ class _Method:
     spec: MethodSpec
     arch: ViTArch
     export: dict[str, Any] | None = None
-    report: LoadReport | None = None
+    report: EncoderLoadReport | None = None
 
     def fingerprint(self) -> dict[str, Any]:
         """Architecture and export content (sha256), so a moved export still matches."""
@@ -170,7 +172,8 @@ def _prepare_methods(opts: ClassifyOptions, index: CropIndex, img_size: int,
                                  num_classes=len(index.class_names))
         report = load_export_into(probe, spec.export_path, export)
         methods.append(_Method(spec, arch, export, report))
-    random_arch = opts.arch or (methods[0].arch if methods else ViTArch(**ARCH_PRESETS["tiny"]))
+    default_arch = methods[0].arch if methods else ViTArch(**model_size("tiny").encoder())
+    random_arch = opts.arch or default_arch
     by_name = {m.spec.name: m for m in methods}
     return [by_name.get(s.name) or _Method(s, random_arch) for s in opts.methods]
 
@@ -206,12 +209,6 @@ def _check_fingerprint(path: Path, name: str, stored: dict, current: dict) -> No
         f"{path}: method {name!r} has finished folds made with other settings "
         f"({'; '.join(diffs[:3])}); use another --out or --restart to discard them"
     )
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
 
 
 def run_classification(opts: ClassifyOptions) -> dict[str, Any]:
@@ -282,7 +279,7 @@ def _run(opts: ClassifyOptions, info: DistInfo, device: torch.device) -> dict[st
         out.mkdir(parents=True, exist_ok=True)
     for m in methods:
         if m.report is not None:
-            _log(opts, info, f"{m.spec.name}: {m.report.summary()}")
+            _log(opts, info, f"{m.spec.name}: {m.report.brief()}")
             pre = m.export.get("channel_names")
             data_names = index.channel_names
             if pre and not data_names[0].startswith("ch") and pre != data_names:
@@ -341,7 +338,7 @@ def _train_fold(opts: ClassifyOptions, info: DistInfo, device: torch.device,
     test_idx = folds[fold]
     train_idx = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != fold]))
     fold_seed = opts.seed * 1000 + fold  # the same for every method (paper: same seed)
-    _seed_all(fold_seed)
+    seed_everything(fold_seed)
     model = build_classifier(m.arch, img_size=img_size, in_chans=index.in_chans,
                              num_classes=num_classes, drop_path=cfg.drop_path)
     if m.export is not None:

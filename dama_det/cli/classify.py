@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..encoder_export.sizes import CLASSIFIER_SIZES, model_size
 from ._args import HelpFormatter, fraction, positive_int
 
 EXAMPLE = """example:
@@ -67,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="discard finished folds stored in OUT/fold_results.json")
 
     model = p.add_argument_group("model (random init; exports bring their own architecture)")
-    model.add_argument("--arch", choices=("tiny", "small", "base"), default=None,
+    model.add_argument("--arch", choices=CLASSIFIER_SIZES, default=None,
                        help="ViT size for 'random' (default: the first export's, else tiny)")
     model.add_argument("--embed-dim", type=positive_int, help="override the width")
     model.add_argument("--depth", type=positive_int, help="override the number of blocks")
@@ -117,7 +118,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``dama-det classify``; returns the exit status."""
     from ..classification import ClassifyOptions, FinetuneConfig, ViTArch, parse_method
-    from ..classification.model import ARCH_PRESETS
     from ..errors import DamaUserError
     from ..utils import check_output_dir
 
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     arch = None
     overrides = {"embed_dim": args.embed_dim, "depth": args.depth, "num_heads": args.num_heads}
     if args.arch or any(v is not None for v in overrides.values()) or args.patch_size != 16:
-        base = dict(ARCH_PRESETS[args.arch or "tiny"])
+        base = model_size(args.arch or "tiny").encoder()
         base.update({k: v for k, v in overrides.items() if v is not None})
         arch = ViTArch(patch_size=args.patch_size, **base)
     cfg = FinetuneConfig(

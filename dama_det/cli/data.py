@@ -1,16 +1,17 @@
 """``dama-det data``: dataset conversion and generation.
 
 Subcommands: ``to-coco`` (folder of ``<name>.tif`` + ``<name>_masks.tif`` -> COCO json),
-``from-coco`` (COCO json -> folder of label images), and the synthetic-data commands
-``synth`` and ``crops`` (added by :mod:`dama_det.data.synth_cli` and
-:mod:`dama_det.data.crops_cli`).
+``from-coco`` (COCO json -> folder of label images), ``synth`` (the built-in synthetic
+multiplexed brain-tissue data) and ``crops`` (cell-centred crops cut out of large
+images). The generators (numpy/scipy/scikit-image) are imported only when a command
+runs, so ``dama-det --help`` stays fast.
 """
 from __future__ import annotations
 
 import argparse
 import time
 
-from ..data import crops_cli, synth_cli
+from ._args import HelpFormatter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     from_coco.set_defaults(func=run_from_coco)
 
-    synth_cli.add_parser(sub)
-    crops_cli.add_parser(sub)
+    _add_synth(sub)
+    _add_crops(sub)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -96,4 +97,110 @@ def run_from_coco(args: argparse.Namespace) -> int:
     written = coco_to_folder(args.coco_json, args.out, args.image_root,
                              copy_images=not args.no_images, progress=not args.quiet)
     print(f"wrote {len(written)} label images to {args.out} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="generate synthetic 7-channel brain-tissue tiles, COCO labels and cell crops",
+        description="Generate the built-in synthetic multiplexed brain-tissue dataset: "
+        "7-channel uint16 tiles (DAPI, Histones, NeuN, S100, Olig2, Iba1, RECA1) with "
+        "instance label images and COCO json per split, 128 x 128 cell-centred crops "
+        "per cell type (neuron, astrocyte, oligodendrocyte, microglia, endothelial), "
+        "meta.json and a preview.png. Same seed -> identical files.",
+        formatter_class=HelpFormatter,
+    )
+    out = p.add_argument_group("output")
+    out.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    out.add_argument("--no-preview", action="store_true", help="do not write preview.png")
+    size = p.add_argument_group("dataset size")
+    size.add_argument("--n-train-tiles", type=int, default=4, help="training tiles")
+    size.add_argument("--n-val-tiles", type=int, default=2, help="validation tiles")
+    size.add_argument("--tile-size", type=int, default=512, help="tile height/width (px)")
+    size.add_argument("--n-crops-per-type", type=int, default=40,
+                      help="cell-centred crops per cell type")
+    size.add_argument("--crop-size", type=int, default=128, help="crop height/width (px)")
+    gen = p.add_argument_group("generation")
+    gen.add_argument("--seed", type=int, default=0, help="random seed")
+    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_synth)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """Run ``dama-det data synth``; returns the exit status."""
+    from ..data.synth import generate_dataset
+
+    t0 = time.perf_counter()
+    paths = generate_dataset(
+        args.out,
+        n_train_tiles=args.n_train_tiles,
+        n_val_tiles=args.n_val_tiles,
+        tile_size=args.tile_size,
+        n_crops_per_type=args.n_crops_per_type,
+        crop_size=args.crop_size,
+        seed=args.seed,
+        progress=not args.quiet,
+        preview=not args.no_preview,
+    )
+    dt = time.perf_counter() - t0
+    print(f"wrote synthetic dataset to {args.out} in {dt:.1f} s "
+          f"({len(paths['train_images'])} train + {len(paths['val_images'])} val tiles, "
+          f"{len(paths['crops'])} crops)")
+    return 0
+
+
+def _add_crops(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "crops",
+        help="extract cell-centred crops from large images (watershed on the nuclear channel)",
+        description="Cut large multiplexed images into tiles, find cell centres by "
+        "Otsu threshold + erosion + distance-transform watershed on the nuclear "
+        "channel, and write a crop around every centre as OME-TIFF (the paper's "
+        "'noisy' pretraining sets), plus crops.csv (file, source, y, x). Crops that "
+        "would reach past the image border are skipped.",
+        formatter_class=HelpFormatter,
+    )
+    io = p.add_argument_group("input / output")
+    io.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="TIFF/OME-TIFF files or folders holding them (searched recursively)")
+    io.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    seg = p.add_argument_group("cell finding")
+    seg.add_argument("--nuclear-channel", type=int, default=0,
+                     help="channel index used to find nuclei; -1 = sum of all channels")
+    seg.add_argument("--erosion-radius", type=int, default=2,
+                     help="disk radius of the erosion applied to the foreground mask")
+    seg.add_argument("--min-distance", type=int, default=None,
+                     help="minimum distance (px) between two cell centres "
+                     "(default: max(3, crop_size // 24))")
+    seg.add_argument("--min-area", type=int, default=None,
+                     help="smallest eroded nucleus area (px) kept "
+                     "(default: max(8, min_distance**2 // 2))")
+    crop = p.add_argument_group("crops")
+    crop.add_argument("--crop-size", type=int, default=128, help="crop height/width (px)")
+    crop.add_argument("--tile-size", type=int, default=1000,
+                      help="large images are processed in tiles of this size (px)")
+    crop.add_argument("--max-crops", type=int, default=None,
+                      help="stop after this many crops in total")
+    crop.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_crops)
+
+
+def run_crops(args: argparse.Namespace) -> int:
+    """Run ``dama-det data crops``; returns the exit status."""
+    from ..data.crops import extract_cell_crops
+
+    result = extract_cell_crops(
+        args.inputs,
+        args.out,
+        crop_size=args.crop_size,
+        tile_size=args.tile_size,
+        nuclear_channel=args.nuclear_channel,
+        erosion_radius=args.erosion_radius,
+        min_distance=args.min_distance,
+        min_area=args.min_area,
+        max_crops=args.max_crops,
+        progress=not args.quiet,
+    )
+    print(f"wrote {len(result)} crops to {args.out}")
     return 0

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the export; returns the exit status."""
-    from ..pretrain.export import export_checkpoint, load_encoder_export
+    from ..encoder_export.format import load_encoder_export
+    from ..pretrain.export import export_checkpoint
     from ..utils import check_output_file
 
     path = export_checkpoint(args.checkpoint, check_output_file(args.out))

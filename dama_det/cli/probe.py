@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..encoder_export.sizes import MODEL_SIZES
 from ._args import HelpFormatter, fraction, positive_int
 
 EXAMPLE = """examples:
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--random", action="store_true",
                      help="an untrained encoder (MAE init: xavier, sin-cos positions) of "
                      "--model size: the control (what `dama-det compare` calls `init`)")
-    g.add_argument("--model", default="mini", choices=("test", "mini", "tiny", "small", "base"),
+    g.add_argument("--model", default="mini", choices=tuple(MODEL_SIZES),
                    help="size of the --random encoder")
     g.add_argument("--patch-size", type=positive_int, default=16,
                    help="patch size of the --random encoder")

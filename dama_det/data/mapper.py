@@ -19,11 +19,11 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import filter_empty_instances
-from detectron2.structures import BitMasks, Boxes, BoxMode, Instances, polygons_to_bitmask
+from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 from scipy import ndimage
 
 from ..errors import DamaUserError
-from .rle import paint_segmentations
+from .rle import normalize_segmentation, paint_segmentations, pycocotools_rle
 from .normalize import SCALING_MODES, scale_intensities
 from .tiff_io import read_tiff
 from .transforms import apply_to_label_map, apply_to_mask_stack, build_nchannel_augmentations
@@ -37,18 +37,9 @@ MASK_CHUNK = 64
 
 def _decode_one(segm: Any, height: int, width: int) -> np.ndarray:
     """COCO segmentation (RLE dict, uncompressed RLE, polygons, array) -> uint8 ``(H, W)``."""
-    if isinstance(segm, dict):
-        if isinstance(segm.get("counts"), list):
-            segm = mask_util.frPyObjects(segm, height, width)
-        elif isinstance(segm.get("counts"), str):
-            segm = {"size": segm["size"], "counts": segm["counts"].encode("ascii")}
-        return mask_util.decode(segm)
-    if isinstance(segm, list):
-        polygons = [np.asarray(p, dtype=np.float64) for p in segm]
-        return polygons_to_bitmask(polygons, height, width).astype(np.uint8)
     if isinstance(segm, np.ndarray) and segm.ndim == 2:
         return segm.astype(np.uint8)
-    raise ValueError(f"unsupported segmentation of type {type(segm).__name__}")
+    return mask_util.decode(pycocotools_rle(normalize_segmentation(segm, height, width)))
 
 
 class NChannelDatasetMapper:

@@ -1,9 +1,9 @@
-"""Colour composites of multiplexed images and the synthetic dataset's preview.png.
+"""The synthetic dataset's preview.png: colour composites with instance outlines.
 
 Each channel gets a colour (by channel name when it is a known marker), is scaled
 between its 30th percentile (about the tissue background) and its 99.9th percentile,
-and the coloured channels are added, as in a
-fluorescence viewer. Instance outlines can be drawn on top.
+and the coloured channels are added (:mod:`dama_det.data.composite`). Instance
+outlines are drawn on top.
 """
 from __future__ import annotations
 
@@ -13,18 +13,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-# Viewer colours (RGB, 0-1) per marker; unknown channels get a palette colour.
-CHANNEL_COLOURS: dict[str, tuple[float, float, float]] = {
-    "DAPI": (0.15, 0.35, 1.0),
-    "Histones": (0.25, 0.25, 0.35),
-    "NeuN": (1.0, 0.85, 0.1),
-    "S100": (0.1, 1.0, 0.25),
-    "Olig2": (1.0, 0.15, 0.85),
-    "Iba1": (1.0, 0.25, 0.1),
-    "RECA1": (0.1, 0.9, 1.0),
-}
-_PALETTE = [(0.2, 0.4, 1.0), (1.0, 0.8, 0.1), (0.1, 1.0, 0.3), (1.0, 0.2, 0.8),
-            (1.0, 0.3, 0.1), (0.1, 0.9, 1.0), (0.7, 0.7, 0.7)]
+from .composite import channel_colours, channel_limits, composite_rgb
+
 # Outline colour per cell type (matches the marker's colour).
 TYPE_COLOURS: dict[str, tuple[float, float, float]] = {
     "neuron": (1.0, 0.9, 0.3),
@@ -33,50 +23,6 @@ TYPE_COLOURS: dict[str, tuple[float, float, float]] = {
     "microglia": (1.0, 0.45, 0.3),
     "endothelial": (0.3, 0.95, 1.0),
 }
-
-
-def channel_colours(channel_names: Sequence[str]) -> np.ndarray:
-    """``(C, 3)`` display colours for the given channel names."""
-    return np.array(
-        [CHANNEL_COLOURS.get(n, _PALETTE[i % len(_PALETTE)]) for i, n in enumerate(channel_names)],
-        np.float32,
-    )
-
-
-def composite_rgb(
-    image: np.ndarray,
-    channel_names: Sequence[str],
-    *,
-    low: float = 30.0,
-    high: float = 99.9,
-    limits: np.ndarray | None = None,
-) -> np.ndarray:
-    """Additive colour composite of a multi-channel image.
-
-    Args:
-        image: ``(C, H, W)`` array (any numeric dtype).
-        channel_names: ``C`` names (pick colours).
-        low, high: percentiles mapped to black and full colour, per channel.
-        limits: optional ``(C, 2)`` fixed (low, high) intensities instead of percentiles.
-
-    Returns:
-        ``(H, W, 3)`` float32 in [0, 1].
-    """
-    img = np.asarray(image, np.float32)
-    if limits is None:
-        limits = channel_limits(img, low, high)
-    colours = channel_colours(channel_names)
-    lo = limits[:, 0][:, None, None]
-    hi = limits[:, 1][:, None, None]
-    scaled = np.clip((img - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
-    rgb = np.tensordot(scaled, colours, axes=([0], [0]))
-    return np.clip(rgb, 0, 1)
-
-
-def channel_limits(image: np.ndarray, low: float = 30.0, high: float = 99.9) -> np.ndarray:
-    """``(C, 2)`` per-channel percentile limits of a ``(C, H, W)`` image."""
-    flat = np.asarray(image, np.float32).reshape(image.shape[0], -1)
-    return np.stack([np.percentile(flat, low, axis=1), np.percentile(flat, high, axis=1)], 1)
 
 
 def draw_outlines(
@@ -164,11 +110,12 @@ def write_dataset_preview(
 
     from PIL import Image, ImageDraw
 
-    from ..utils import atomic_write_bytes
+    from ..utils import atomic_write_bytes  # utils imports torch: load it only to write
 
     gap, label_w, legend_h = 6, 110, 22
     limits = channel_limits(tile)
-    rgb = composite_rgb(tile, channel_names, limits=limits)
+    colours = channel_colours(channel_names)
+    rgb = composite_rgb(tile, colours, limits)
     type_col = np.array([(1, 1, 1)] + [TYPE_COLOURS.get(t, (1, 1, 1)) for t in cell_types],
                         np.float32)
     top = _tile_grid([rgb, draw_outlines(rgb, labels, type_col)], 2, gap)
@@ -176,7 +123,7 @@ def write_dataset_preview(
     for t, crops in crops_by_type.items():
         crops = list(crops)[:crops_per_row]
         if crops:
-            ims = [_mark_centre(composite_rgb(c, channel_names, limits=limits),
+            ims = [_mark_centre(composite_rgb(c, colours, limits),
                                 TYPE_COLOURS.get(t, (1, 1, 1))) for c in crops]
             rows.append((t, _tile_grid(ims, crops_per_row, gap)))
     width = label_w + max([top.shape[1]] + [r.shape[1] for _, r in rows])
@@ -193,7 +140,7 @@ def write_dataset_preview(
     img = Image.fromarray((canvas * 255).round().astype(np.uint8))
     draw = ImageDraw.Draw(img)
     x = label_w
-    for name, col in zip(channel_names, channel_colours(channel_names)):
+    for name, col in zip(channel_names, colours):
         fill = tuple(int(v * 255) for v in col)
         draw.rectangle([x, 5, x + 12, 17], fill=fill)
         draw.text((x + 16, 5), name, fill=(255, 255, 255))

@@ -1,4 +1,11 @@
-"""COCO segmentations (RLE, uncompressed RLE, polygons) as run lengths and label maps.
+"""COCO segmentations (RLE, uncompressed RLE, polygons): checked and made compressed
+RLE, expanded to run lengths, painted into label maps, and encoded from crops.
+
+Every reader of COCO masks goes through :func:`normalize_segmentation` (one
+segmentation -> compressed RLE, ``counts`` a str) and :func:`check_rle_runs` (compressed
+RLEs -> checked run lengths, in one batch): the evaluation inputs, the label painting
+below and the training mapper's mask decoding. A malformed segmentation raises
+:class:`MalformedSegmentation` naming the entry.
 
 Images with hundreds of cells would need hundreds of full-size masks if every RLE were
 decoded on its own; here the compressed RLE strings are expanded to run lengths in one
@@ -10,10 +17,41 @@ alone (:func:`encode_crop_rle`, O(crop) per instance, never O(image)).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
+
+from ..errors import DamaUserError
+
+
+class MalformedSegmentation(DamaUserError, ValueError):
+    """A COCO segmentation that is not a valid mask of its image (bad size, run lengths
+    or polygons). A user error (one ``error:`` line on the command line) and a
+    ``ValueError``."""
+
+
+def runs_to_rle(counts: Sequence[int], height: int, width: int) -> dict[str, Any]:
+    """Compressed RLE of run lengths.
+
+    Args:
+        counts: alternating runs of 0s and 1s (starting with 0s) over the column-major
+            flattened ``(height, width)`` image.
+        height, width: the image size.
+
+    Returns:
+        ``{"size": [height, width], "counts": str}``.
+    """
+    rle = mask_util.frPyObjects({"size": [height, width], "counts": list(counts)}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
+def pycocotools_rle(rle: Mapping[str, Any]) -> dict[str, Any]:
+    """``rle`` with ``counts`` as bytes, the form ``pycocotools.mask`` functions take."""
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    return {"size": rle["size"], "counts": counts}
 
 
 def encode_crop_rle(
@@ -71,26 +109,115 @@ def encode_crop_rle(
     counts = np.diff(np.concatenate([bounds, [height * width]])).tolist()
     if len(counts) > 1 and counts[-1] == 0:  # the last run ends at the last pixel
         counts.pop()
-    rle = mask_util.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    return runs_to_rle(counts, height, width)
 
 
-def _to_compressed_or_runs(segm: Any, height: int, width: int) -> dict:
-    """Normalise one COCO segmentation to an RLE dict (``counts`` str or list of runs)."""
+def normalize_segmentation(
+    segm: Any, height: int, width: int, where: str = "segmentation"
+) -> dict[str, Any]:
+    """Check one segmentation's form and return it as a compressed RLE (``counts`` a
+    str); the run lengths of compressed strings are checked by :func:`check_rle_runs`.
+
+    Args:
+        segm: compressed RLE (``counts`` str/bytes), uncompressed RLE (``counts`` a list)
+            or polygons (list of ``[x0, y0, x1, y1, ...]``).
+        height, width: the image size the mask must have.
+        where: names the entry in error messages, e.g. ``"results.json: entry 12"``.
+
+    Returns:
+        ``{"size": [height, width], "counts": str}``.
+
+    Raises:
+        MalformedSegmentation: wrong size, malformed counts or polygons.
+    """
     if isinstance(segm, dict):
+        size = segm.get("size")
         counts = segm.get("counts")
-        size = [int(v) for v in segm.get("size", [])]
-        if size != [height, width]:
-            raise ValueError(f"RLE size {size} differs from the image size {[height, width]}")
+        if not isinstance(size, (list, tuple)) or [*size] != [height, width]:
+            raise MalformedSegmentation(
+                f"{where}: segmentation size {size} differs from the image size "
+                f"[{height}, {width}]"
+            )
         if isinstance(counts, bytes):
-            counts = counts.decode("ascii")
-        if not isinstance(counts, (str, list)):
-            raise ValueError(f"RLE counts of type {type(counts).__name__}")
-        return {"size": size, "counts": counts}
-    if isinstance(segm, list):  # polygons
-        rle = mask_util.merge(mask_util.frPyObjects(segm, height, width))
+            counts = counts.decode("ascii", errors="replace")
+        if isinstance(counts, str):  # run lengths: see check_rle_runs
+            return {"size": [height, width], "counts": counts}
+        if isinstance(counts, list):
+            if not all(isinstance(c, (int, np.integer)) and c >= 0 for c in counts) or (
+                sum(counts) != height * width
+            ):
+                raise MalformedSegmentation(
+                    f"{where}: malformed uncompressed RLE (non-negative integers adding up "
+                    f"to {height * width} pixels expected)"
+                )
+            return runs_to_rle(counts, height, width)
+        raise MalformedSegmentation(
+            f"{where}: RLE segmentation needs 'counts' (str or list) and 'size'")
+    if isinstance(segm, list) and segm:
+        polys = [p for p in segm if isinstance(p, list)]
+        if len(polys) != len(segm) or not all(
+            len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) for v in p)
+            for p in polys
+        ):
+            raise MalformedSegmentation(
+                f"{where}: polygons must be lists of >= 3 (x, y) number pairs"
+            )
+        rle = mask_util.merge(mask_util.frPyObjects(polys, height, width))
         return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
-    raise ValueError(f"unsupported segmentation of type {type(segm).__name__}")
+    raise MalformedSegmentation(
+        f"{where}: unsupported segmentation {type(segm).__name__} (RLE or polygons)")
+
+
+def check_rle_runs(rles: Sequence[Mapping[str, Any]], wheres: Sequence[str]) -> list[list[int]]:
+    """Expand compressed RLEs to run lengths, all at once, checking that they are well
+    formed.
+
+    Each ``counts`` string must use the characters ``0``..``o`` of the COCO format
+    and decode (faster-coco-eval's C++ ``toUncompressedRLE``) to run lengths that are
+    >= 0 and add up to ``height * width``; pycocotools would otherwise write past its
+    buffer or silently produce a wrong mask.
+
+    Args:
+        rles: ``{"size": [h, w], "counts": str}`` dicts (sizes may differ).
+        wheres: the matching entry names for error messages.
+
+    Returns:
+        The run lengths of each RLE: alternating runs of 0s and 1s over the
+        column-major (Fortran) flattened image, starting with 0s.
+
+    Raises:
+        MalformedSegmentation: naming the first malformed entry.
+    """
+    from faster_coco_eval.mask_api_new_cpp import toUncompressedRLE
+
+    def fail(i: int):
+        h, w = rles[i]["size"]
+        raise MalformedSegmentation(
+            f"{wheres[i]}: malformed RLE (run lengths must be >= 0 and add up to "
+            f"{h}x{w} = {h * w} pixels)"
+        )
+
+    for i, rle in enumerate(rles):
+        counts = rle["counts"]
+        if counts and (min(counts) < "0" or max(counts) > "o"):
+            fail(i)
+    try:
+        runs = toUncompressedRLE(list(rles)) if rles else []
+    except (RuntimeError, ValueError):
+        for i, rle in enumerate(rles):  # find the culprit
+            try:
+                toUncompressedRLE([rle])
+            except (RuntimeError, ValueError):
+                fail(i)
+        raise
+    out = []
+    for i, (rle, decoded) in enumerate(zip(rles, runs)):
+        counts = decoded["counts"]
+        h, w = rle["size"]
+        if sum(counts) != h * w or (counts and min(counts) < 0):
+            fail(i)
+        out.append(counts)
+    return out
 
 
 def segmentation_runs(segms: Sequence[Any], height: int, width: int) -> list[np.ndarray]:
@@ -107,23 +234,13 @@ def segmentation_runs(segms: Sequence[Any], height: int, width: int) -> list[np.
     Returns:
         One int64 array per segmentation: alternating runs of 0s and 1s over the
         column-major (Fortran) flattened image, starting with 0s.
-    """
-    from faster_coco_eval import mask_api_new_cpp
 
-    rles = [_to_compressed_or_runs(s, height, width) for s in segms]
-    compressed = [i for i, r in enumerate(rles) if isinstance(r["counts"], str)]
-    runs: list[Any] = [r["counts"] for r in rles]
-    if compressed:
-        expanded = mask_api_new_cpp.toUncompressedRLE([rles[i] for i in compressed])
-        for i, r in zip(compressed, expanded):
-            runs[i] = r["counts"]
-    out = []
-    for r in runs:
-        arr = np.asarray(r, dtype=np.int64)
-        if arr.sum() != height * width or (arr < 0).any():
-            raise ValueError(f"RLE runs cover {int(arr.sum())} pixels, not {height}x{width}")
-        out.append(arr)
-    return out
+    Raises:
+        MalformedSegmentation: naming the instance (``instance k``, from 1).
+    """
+    wheres = [f"instance {k + 1}" for k in range(len(segms))]
+    rles = [normalize_segmentation(s, height, width, w) for s, w in zip(segms, wheres)]
+    return [np.asarray(r, dtype=np.int64) for r in check_rle_runs(rles, wheres)]
 
 
 def paint_segmentations(

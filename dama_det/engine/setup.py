@@ -11,12 +11,28 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_setup
 
-from ..config import get_dama_cfg, resolve_device, resolve_pretrain_img_size
+from ..config import get_dama_cfg
 from ..errors import DamaUserError
+from ..modeling.vit_backbone import resolve_pretrain_img_size
+from ..utils import pick_device
 from .config_files import check_channel_config, find_config_file, merge_config_file
 from .datasets import register_datasets_from_cfg
 
 logger = logging.getLogger(__name__)
+
+
+def resolve_device(cfg: CfgNode) -> str:
+    """Replace ``MODEL.DEVICE == "auto"`` by "cuda" or "cpu" (in place) and return it.
+
+    Args:
+        cfg: a config with dama_det keys (must not be frozen).
+
+    Returns:
+        The concrete device string.
+    """
+    dev = pick_device(cfg.MODEL.DEVICE)
+    cfg.MODEL.DEVICE = str(dev)
+    return cfg.MODEL.DEVICE
 
 
 def _set_single(cfg: CfgNode, names_key: str, json_key: str, path: str, flag: str) -> None:

@@ -26,6 +26,7 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from .. import modeling  # noqa: F401  (registers build_dama_vit_fpn_backbone)
 from ..data.mapper import NChannelDatasetMapper
 from ..errors import DamaUserError
 from .checkpoint import DamaCheckpointer

@@ -3,7 +3,9 @@
 Every user mistake becomes a :class:`~dama_det.errors.DamaUserError` naming the file
 and the entry: results for an image id the ground truth lacks, an unknown category
 id, a malformed RLE (its run lengths must add up to ``height * width`` - pycocotools
-would otherwise write past its buffer), a missing score, an empty results list.
+would otherwise write past its buffer), a missing score, an empty results list. The
+segmentation checks are :func:`dama_det.data.rle.normalize_segmentation` and
+:func:`~dama_det.data.rle.check_rle_runs`.
 
 Results may also be a folder of label images (cellpose / stardist / napari output,
 one ``<image name>[_cp]_masks.tif`` per ground-truth image): each instance becomes a
@@ -20,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 
+from ..data.rle import check_rle_runs, normalize_segmentation, pycocotools_rle
 from ..errors import DamaUserError
 
 ResultsSource = str | os.PathLike | Sequence[Mapping[str, Any]]
@@ -30,103 +33,6 @@ LABEL_FILE_PATTERNS = (
     "{stem}_cp_masks.tif", "{stem}_cp_masks.tiff", "{stem}_masks.tif", "{stem}_masks.tiff",
     "{stem}_labels.tif", "{stem}_label.tif", "{stem}.tif", "{stem}.tiff",
 )
-
-
-def check_rle_runs(rles: Sequence[Mapping[str, Any]], wheres: Sequence[str]) -> None:
-    """Check that compressed RLEs are well formed, all at once.
-
-    Each ``counts`` string must use the characters ``0``..``o`` of the COCO format
-    and decode (faster-coco-eval's C++ ``toUncompressedRLE``) to run lengths that are
-    >= 0 and add up to ``height * width``; pycocotools would otherwise write past its
-    buffer or silently produce a wrong mask.
-
-    Args:
-        rles: ``{"size": [h, w], "counts": str}`` dicts.
-        wheres: the matching entry names for error messages.
-
-    Raises:
-        DamaUserError: naming the first malformed entry.
-    """
-    from faster_coco_eval.mask_api_new_cpp import toUncompressedRLE
-
-    def fail(i: int):
-        h, w = rles[i]["size"]
-        raise DamaUserError(
-            f"{wheres[i]}: malformed RLE (run lengths must be >= 0 and add up to "
-            f"{h}x{w} = {h * w} pixels)"
-        )
-
-    for i, rle in enumerate(rles):
-        counts = rle["counts"]
-        if counts and (min(counts) < "0" or max(counts) > "o"):
-            fail(i)
-    try:
-        runs = toUncompressedRLE(list(rles))
-    except (RuntimeError, ValueError):
-        for i, rle in enumerate(rles):  # find the culprit
-            try:
-                toUncompressedRLE([rle])
-            except (RuntimeError, ValueError):
-                fail(i)
-        raise
-    for i, (rle, decoded) in enumerate(zip(rles, runs)):
-        counts = decoded["counts"]
-        h, w = rle["size"]
-        if sum(counts) != h * w or (counts and min(counts) < 0):
-            fail(i)
-
-
-def normalize_segmentation(segm: Any, height: int, width: int, where: str) -> dict[str, Any]:
-    """Check one segmentation's form and return it as a compressed RLE (``counts`` a
-    str); the run lengths of compressed strings are checked by :func:`check_rle_runs`.
-
-    Args:
-        segm: compressed RLE (``counts`` str/bytes), uncompressed RLE (``counts`` a list)
-            or polygons (list of ``[x0, y0, x1, y1, ...]``).
-        height, width: the image size the mask must have.
-        where: names the entry in error messages, e.g. ``"results.json: entry 12"``.
-
-    Returns:
-        ``{"size": [height, width], "counts": str}``.
-
-    Raises:
-        DamaUserError: wrong size, malformed counts or polygons.
-    """
-    if isinstance(segm, dict):
-        size = segm.get("size")
-        counts = segm.get("counts")
-        if not isinstance(size, (list, tuple)) or [*size] != [height, width]:
-            raise DamaUserError(
-                f"{where}: segmentation size {size} differs from the image size "
-                f"[{height}, {width}]"
-            )
-        if isinstance(counts, bytes):
-            counts = counts.decode("ascii", errors="replace")
-        if isinstance(counts, str):  # run lengths: see check_rle_runs
-            return {"size": [height, width], "counts": counts}
-        if isinstance(counts, list):
-            if not all(isinstance(c, (int, np.integer)) and c >= 0 for c in counts) or (
-                sum(counts) != height * width
-            ):
-                raise DamaUserError(
-                    f"{where}: malformed uncompressed RLE (non-negative integers adding up "
-                    f"to {height * width} pixels expected)"
-                )
-            rle = mask_util.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-            return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
-        raise DamaUserError(f"{where}: RLE segmentation needs 'counts' (str or list) and 'size'")
-    if isinstance(segm, list) and segm:
-        polys = [p for p in segm if isinstance(p, list)]
-        if len(polys) != len(segm) or not all(
-            len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) for v in p)
-            for p in polys
-        ):
-            raise DamaUserError(
-                f"{where}: polygons must be lists of >= 3 (x, y) number pairs"
-            )
-        rle = mask_util.merge(mask_util.frPyObjects(polys, height, width))
-        return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
-    raise DamaUserError(f"{where}: unsupported segmentation {type(segm).__name__} (RLE or polygons)")
 
 
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
@@ -202,15 +108,10 @@ def load_ground_truth(source: GroundTruthSource) -> dict[str, Any]:
     check_rle_runs(rles, wheres)
     for ann in annotations:
         if not isinstance(ann.get("area"), (int, float)):
-            ann["area"] = float(mask_util.area(_rle_bytes(ann["segmentation"])))
+            ann["area"] = float(mask_util.area(pycocotools_rle(ann["segmentation"])))
     result = {k: v for k, v in data.items() if k != "annotations"}
     result["annotations"] = annotations
     return result
-
-
-def _rle_bytes(rle: Mapping[str, Any]) -> dict[str, Any]:
-    counts = rle["counts"]
-    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 
 def _read_results_file(path: Path) -> list:

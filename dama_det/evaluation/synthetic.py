@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pycocotools.mask as mask_util
 
+from ..data.rle import pycocotools_rle, runs_to_rle
+
 
 def ellipse_rle(cy: float, cx: float, ry: float, rx: float, height: int, width: int) -> dict:
     """Compressed RLE (``counts`` str) of the pixels ``((y-cy)/ry)^2 + ((x-cx)/rx)^2 <= 1``.
@@ -38,12 +40,7 @@ def ellipse_rle(cy: float, cx: float, ry: float, rx: float, height: int, width: 
             counts += [s - pos, e - s]
         pos = e
     counts.append(height * width - pos)
-    rle = mask_util.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
-
-
-def _as_bytes(rle: dict) -> dict:
-    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+    return runs_to_rle(counts, height, width)
 
 
 def make_synthetic_case(
@@ -76,7 +73,7 @@ def make_synthetic_case(
     next_id = 1
 
     def add_det(image_id, rle, score):
-        b = _as_bytes(rle)
+        b = pycocotools_rle(rle)
         if mask_util.area(b) == 0:
             return
         dets.append({"image_id": image_id, "category_id": 1, "segmentation": rle,
@@ -90,7 +87,7 @@ def make_synthetic_case(
         ry, rx = rng.uniform(*radius, n), rng.uniform(*radius, n)
         for k in range(n):
             rle = ellipse_rle(cy[k], cx[k], ry[k], rx[k], height, width)
-            b = _as_bytes(rle)
+            b = pycocotools_rle(rle)
             area = float(mask_util.area(b))
             if area == 0:
                 continue

@@ -6,7 +6,8 @@ use: ``from dama_det.inference.predictor import MaskRCNNTilePredictor``.
 """
 from .merge import merge_tile_detections, paint_labels
 from .outputs import crop_to_rle, detections_to_coco_results, render_overlay
-from .tiling import Detection, Tile, make_tile_grid, predict_image_tiled, predict_tiles
+from .tiling import make_tile_grid, predict_image_tiled, predict_tiles
+from .types import Detection, Tile
 
 __all__ = [
     "Detection",

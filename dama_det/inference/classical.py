@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .tiling import Detection
+from .types import Detection
 
 #: Defaults of :func:`segment_classical` (chosen on DSB2018 train images).
 DEFAULTS: dict[str, Any] = {

@@ -20,9 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .tiling import Detection, Tile
-
-Box = tuple[int, int, int, int]
+from .types import Box, Detection, Tile
 
 
 def _intersect(a: Box, b: Box) -> Box | None:

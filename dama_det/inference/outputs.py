@@ -12,25 +12,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..data.composite import OVERLAY_COLOURS, channel_limits, composite_rgb, cycled_colours
 from ..data.rle import encode_crop_rle
 from ..utils import atomic_write_bytes
-from .tiling import Detection
+from .types import Detection
 
 CATEGORY = {"id": 1, "name": "cell"}
-
-# Display colours (RGB, 0-1) of the first channels in overlays; further channels cycle.
-CHANNEL_COLOURS = np.array(
-    [
-        [0.0, 0.35, 1.0],  # DAPI: blue
-        [0.6, 0.6, 0.6],  # Histones: grey
-        [0.0, 1.0, 0.0],  # NeuN: green
-        [1.0, 0.0, 0.0],  # S100: red
-        [1.0, 0.0, 1.0],  # Olig2: magenta
-        [1.0, 1.0, 0.0],  # Iba1: yellow
-        [0.0, 1.0, 1.0],  # RECA1: cyan
-    ],
-    dtype=np.float32,
-)
+#: Overlay display limits (each channel's 1st-99.8th percentile) are measured on a
+#: subsample of about this many pixels.
+OVERLAY_LIMIT_PIXELS = 1_000_000
 
 
 def crop_to_rle(det: Detection, height: int, width: int) -> dict[str, Any]:
@@ -96,20 +86,15 @@ def detections_to_coco_results(
     return out
 
 
-def _display_scale(channel: np.ndarray) -> np.ndarray:
-    """Map a channel's 1st-99.8th percentiles to 0-1 for display (on a subsample)."""
-    step = max(1, int(np.sqrt(channel.size / 1_000_000)))
-    lo, hi = (float(v) for v in np.percentile(channel[::step, ::step], [1.0, 99.8]))
-    out = (channel.astype(np.float32) - lo) / max(hi - lo, 1e-6)  # python floats keep float32
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
 def render_overlay(
     image: np.ndarray,
     labels: np.ndarray,
     outline_rgb: tuple[int, int, int] = (255, 255, 0),
 ) -> np.ndarray:
     """A channel composite with instance outlines drawn on top.
+
+    Each channel's 1st-99.8th percentiles are stretched to 0-1 and tinted with its
+    :data:`~dama_det.data.composite.OVERLAY_COLOURS` entry (one channel: grey).
 
     Args:
         image: ``(C, H, W)`` image (any scale; each channel is stretched for display).
@@ -121,14 +106,10 @@ def render_overlay(
     """
     from skimage.segmentation import find_boundaries
 
-    c, h, w = image.shape
-    rgb = np.zeros((h, w, 3), dtype=np.float32)
-    if c == 1:
-        rgb += _display_scale(image[0])[..., None]
-    else:
-        for i in range(c):
-            rgb += _display_scale(image[i])[..., None] * CHANNEL_COLOURS[i % len(CHANNEL_COLOURS)]
-    out = (np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
+    c = image.shape[0]
+    colours = np.ones((1, 3), np.float32) if c == 1 else cycled_colours(OVERLAY_COLOURS, c)
+    limits = channel_limits(image, 1.0, 99.8, max_pixels=OVERLAY_LIMIT_PIXELS)
+    out = (composite_rgb(image, colours, limits) * 255).astype(np.uint8)
     out[find_boundaries(labels, mode="inner")] = outline_rgb
     return out
 

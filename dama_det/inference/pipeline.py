@@ -30,7 +30,8 @@ from .image_loader import WHOLE_IMAGE_SCALINGS, PredictImageDataset, load_images
 from .inputs import InputImage
 from .merge import paint_labels
 from .outputs import CATEGORY, detections_to_coco_results, render_overlay, write_png
-from .tiling import Detection, ImageToTile, TilePredictor, predict_images_tiled
+from .tiling import ImageToTile, predict_images_tiled
+from .types import Detection, TilePredictor
 
 PREDICTIONS_JSON = "predictions.json"
 MASKS_SUFFIX, OVERLAY_SUFFIX = f"{MASK_SUFFIX}.tif", "_overlay.png"  # <stem> + suffix

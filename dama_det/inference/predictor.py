@@ -18,11 +18,12 @@ import torch
 from detectron2.config import CfgNode
 from detectron2.layers.mask_ops import _do_paste_mask
 
+from .. import modeling  # noqa: F401  (registers build_dama_vit_fpn_backbone)
 from ..engine.checkpoint import load_checkpoint_strict
 from ..errors import DamaUserError
 from ..utils import autocast_context, pick_device, resolve_amp_dtype
 from .batched_encoder import EncoderBatcher
-from .tiling import Detection
+from .types import Detection
 
 logger = logging.getLogger(__name__)
 

@@ -8,59 +8,24 @@ the same code runs the Mask R-CNN predictor and simple stand-ins in tests.
 Memory stays independent of the image size apart from the final label image: tiles
 are cut, scaled and predicted one (or ``batch_size``) at a time, and every instance is
 kept as a compact crop (integer box + local boolean mask), never as a full-image mask.
+Overlap handling (edge rule, duplicate merging) lives in :mod:`.merge`, the data
+types (:class:`Detection`, :class:`Tile`, :class:`TilePredictor`) in :mod:`.types`.
 :func:`predict_images_tiled` streams a sequence of images through one window batch, so
-small images (one window each) share forwards too. Overlap handling (edge rule,
-duplicate merging) lives in :mod:`.merge`.
+small images (one window each) share forwards too.
 """
 from __future__ import annotations
 
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import DamaUserError
-
-
-class Detection(NamedTuple):
-    """One instance as a compact crop.
-
-    Attributes:
-        box: integer ``(x0, y0, x1, y1)``, half-open, in the coordinates of the array
-            the detection belongs to (a tile, or the full image after tiling).
-        mask: bool ``(y1 - y0, x1 - x0)`` mask of the instance inside ``box``.
-        score: confidence in [0, 1].
-    """
-
-    box: tuple[int, int, int, int]
-    mask: np.ndarray
-    score: float
-
-
-class TilePredictor(Protocol):
-    """What the tiler needs from a model: ``(C, h, w) float32 -> list[Detection]``."""
-
-    def __call__(self, tile: np.ndarray) -> list[Detection]: ...
-
-
-@dataclass(frozen=True)
-class Tile:
-    """A window of the image: rows ``y0:y1``, columns ``x0:x1`` and its grid index."""
-
-    row: int
-    col: int
-    y0: int
-    x0: int
-    y1: int
-    x1: int
-
-    @property
-    def box(self) -> tuple[int, int, int, int]:
-        """``(x0, y0, x1, y1)`` of the window in image coordinates."""
-        return (self.x0, self.y0, self.x1, self.y1)
+from .merge import merge_tile_detections
+from .types import Detection, Tile, TilePredictor
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -248,8 +213,6 @@ def predict_images_tiled(
     Yields:
         ``(key, merged detections in image coordinates)`` per image, in input order.
     """
-    from .merge import merge_tile_detections
-
     _check_batch_size(batch_size)
     check_tiling(tile_size, overlap)
     open_images: deque[_OpenImage] = deque()

@@ -16,12 +16,38 @@ from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import SimpleFeaturePyramid, ViT
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-from ..config import pretrain_img_size
 from ..errors import DamaUserError
+from ..encoder_export.format import load_encoder_export
+from .encoder_weights import load_encoder_into_vit
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DamaFeaturePyramid", "build_dama_vit", "build_dama_vit_fpn_backbone"]
+__all__ = [
+    "DamaFeaturePyramid",
+    "build_dama_vit",
+    "build_dama_vit_fpn_backbone",
+    "pretrain_img_size",
+    "resolve_pretrain_img_size",
+]
+
+
+def pretrain_img_size(cfg: CfgNode) -> int:
+    """The ViT's stored position-embedding size: ``MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE``, or
+    when that is 0, the ``img_size`` of the ``ENCODER_WEIGHTS`` export (else ``IMG_SIZE``).
+    """
+    v = cfg.MODEL.DAMA_VIT
+    if v.PRETRAIN_IMG_SIZE > 0:
+        return int(v.PRETRAIN_IMG_SIZE)
+    if v.ENCODER_WEIGHTS:
+        return int(load_encoder_export(v.ENCODER_WEIGHTS)["img_size"])
+    return int(v.IMG_SIZE)
+
+
+def resolve_pretrain_img_size(cfg: CfgNode) -> int:
+    """Write :func:`pretrain_img_size` into ``cfg`` (in place, so saved configs and
+    checkpoints agree on the ``pos_embed`` shape) and return it."""
+    cfg.MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE = pretrain_img_size(cfg)
+    return cfg.MODEL.DAMA_VIT.PRETRAIN_IMG_SIZE
 
 
 class DamaFeaturePyramid(SimpleFeaturePyramid):
@@ -123,8 +149,6 @@ def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleF
     v = cfg.MODEL.DAMA_VIT
     vit = build_dama_vit(cfg, in_chans=input_shape.channels)
     if v.ENCODER_WEIGHTS:
-        from .encoder_weights import load_encoder_into_vit
-
         load_encoder_into_vit(vit, v.ENCODER_WEIGHTS, skip=list(v.ENCODER_SKIP_KEYS))
     scale_factors = tuple(float(s) for s in v.SCALE_FACTORS)
     backbone = DamaFeaturePyramid(

@@ -12,6 +12,7 @@ Modules (import what you need; this package file stays light so that the CLI's
 - :mod:`.engine`, :mod:`.main`, :mod:`.checkpoint`: training loop, driver
   (``run_pretraining``), exact-resume checkpoints.
 - :mod:`.visualize`: reconstruction figures. :mod:`.slurm`: submitit submission.
-- :mod:`.export`: the encoder export format, ``export_checkpoint``.
+- :mod:`.export`: encoder exports of a pretrainer or checkpoint (``export_checkpoint``;
+  the format itself is :mod:`dama_det.encoder_export`).
 - :mod:`.options`: the ``dama-det pretrain`` options.
 """

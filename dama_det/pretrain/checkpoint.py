@@ -7,42 +7,19 @@ Format (``torch.save`` of a dict)::
      "optimizer": ..., "scaler": ..., "epoch": last finished epoch (0-based),
      "best_loss": float, "args": vars(args), "model_config": {...},
      "method_config": {...}, "rng": [per-rank RNG states], "channel_names": [...]}
+
+The RNG states are :func:`dama_det.utils.rng.rng_state`'s.
 """
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import torch
 
 from ..errors import DamaUserError
 from ..utils.io import atomic_torch_save, load_torch_file
 
 CHECKPOINT_FORMAT = "dama_det.pretrain.v1"
-
-
-def rng_state() -> dict[str, Any]:
-    """This process's Python, NumPy, torch CPU and CUDA RNG states."""
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore states captured by :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_checkpoint(path: str | os.PathLike, **fields: Any) -> Path:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..errors import DamaUserError
 from ..utils import autocast_context
+from ..utils.distributed import unwrap_model
 
 
 def cosine_lr(epoch: float, base_lr: float, min_lr: float, warmup_epochs: float, epochs: float) -> float:
@@ -36,11 +37,6 @@ def cosine_lr(epoch: float, base_lr: float, min_lr: float, warmup_epochs: float,
     span = max(epochs - warmup_epochs, 1e-8)
     progress = min(max((epoch - warmup_epochs) / span, 0.0), 1.0)
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a ``DistributedDataParallel`` wrapper (or the model itself)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def _worker_error(exc: Exception) -> DamaUserError:
@@ -89,7 +85,7 @@ def train_one_epoch(
         ``time_s`` and ``images_per_s`` (all processes together).
     """
     model.train()
-    core = unwrap(model)
+    core = unwrap_model(model)
     iters = len(loader)
     if iters == 0:
         raise DamaUserError("the data loader yields no batch: fewer crops than --batch-size x processes")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,10 @@ from ..errors import DamaUserError
 from ..utils import (
     autocast_context, claim_output_dir, glob_outputs, pick_device, resolve_amp_dtype,
 )
+from ..utils.distributed import barrier, init_distributed
+from ..utils.rng import rng_state, seed_everything, set_rng_state
 from .augment import pretrain_transform, resize_transform
-from .checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .dama import DAMAPretrainer, MethodConfig
 from .dataset import CropFolderDataset
 from .engine import train_one_epoch
@@ -45,33 +46,6 @@ from .visualize import save_reconstruction_figure
 RUN_RESULTS = ("checkpoint-*.pth", "log.jsonl", "encoder.pth")
 #: What ``--overwrite`` removes (the generated ``synthetic_crops/`` is kept).
 RUN_OUTPUTS = (*RUN_RESULTS, "tensorboard", "figures")
-
-
-def init_distributed(backend: str = "auto") -> tuple[int, int, int]:
-    """Join the process group started by ``torchrun`` / SLURM, if any.
-
-    Returns:
-        ``(rank, world_size, local_rank)``; ``(0, 1, 0)`` without a launcher.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        if backend == "auto":
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
-    return rank, world, local_rank
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def build_model(args: argparse.Namespace,
@@ -198,11 +172,8 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
         ``export`` paths.
     """
     _check_args(args)
-    rank, world, local_rank = init_distributed(args.dist_backend)
-    is_main = rank == 0
-    device = pick_device(args.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", local_rank)
+    info, device = init_distributed(pick_device(args.device), args.dist_backend)
+    rank, world, local_rank, is_main = info.rank, info.world_size, info.local_rank, info.is_main
     amp_dtype = resolve_amp_dtype(args.amp, device)
     out = Path(args.output_dir)
     if is_main:
@@ -220,8 +191,7 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
     data_root = Path(args.data) if args.data else out / "synthetic_crops"
     if not args.data and is_main:
         synthetic_crops(data_root, args.synthetic_per_type, args.seed, progress=args.progress)
-    if world > 1:
-        dist.barrier()
+    barrier(info)
     transform = pretrain_transform(args.img_size, args.crop_scale, args.rotation, args.shift, args.flips)
     dataset = CropFolderDataset(data_root, args.in_chans, transform, args.scaling, show_progress=is_main)
     if len(dataset) < args.batch_size * world:
@@ -339,7 +309,6 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
         export = export_pretrainer(model, out / "encoder.pth", channel_names=dataset.channel_names,
                                    epoch=finished)
         print(f"encoder export: {export}")
-    if world > 1:
-        dist.barrier()
+    barrier(info)
     return {"epochs_run": finished - start_epoch, "last": stats, "best_loss": best_loss,
             "checkpoint": out / "checkpoint-last.pth", "export": export}

@@ -16,8 +16,9 @@ import torch.nn as nn
 from timm.layers import PatchEmbed, build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 
+from ..encoder_export.format import ENCODER_KEY_PREFIXES
+from ..encoder_export.sizes import model_size
 from ..errors import DamaUserError
-from .export import ENCODER_KEY_PREFIXES
 from .losses import normalize_patches, patchify, reconstruction_loss
 
 
@@ -49,26 +50,16 @@ class MAEConfig:
 #: embedding at PyTorch's conv default), which an untrained detectron2 backbone also has.
 WEIGHT_INITS = ("xavier", "trunc_normal")
 
-#: encoder width/depth/heads and decoder width/depth/heads per size name.
-MODEL_SIZES: dict[str, dict[str, int]] = {
-    "test": dict(embed_dim=64, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2),
-    # CPU demo size (dama-det demo / compare on CPU; quick_schedules/*demo_cpu* configs).
-    "mini": dict(embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
-    "tiny": dict(embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
-    "small": dict(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
-    "base": dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
-}
-
 
 def mae_config(size: str = "tiny", **overrides) -> MAEConfig:
-    """Config of a named size (``test``/``mini``/``tiny``/``small``/``base``) with overrides.
+    """Config of a named size (``test``/``mini``/``tiny``/``small``/``base``, see
+    :data:`dama_det.encoder_export.sizes.MODEL_SIZES`) with overrides.
 
     Raises:
         DamaUserError: unknown size or image size not divisible by the patch size.
     """
-    if size not in MODEL_SIZES:
-        raise DamaUserError(f"unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}")
-    cfg = replace(MAEConfig(**MODEL_SIZES[size]), **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(MAEConfig(**model_size(size).autoencoder()),
+                  **{k: v for k, v in overrides.items() if v is not None})
     validate_config(cfg)
     return cfg
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-MODEL_SIZES = ("test", "mini", "tiny", "small", "base")
+from ..encoder_export.sizes import MODEL_SIZES, sizes_help
+
 METHODS = ("dama", "dama-ema", "dama-rand", "mae")
 
 
@@ -36,8 +37,8 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--num-workers", type=int, default=2, help="data loader processes per GPU/process")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="tiny", choices=MODEL_SIZES,
-                       help="ViT size: test 64/2/2, mini 128/4/4 (CPU demo), tiny 192/12/3, small 384/12/6, base 768/12/12")
+    model.add_argument("--model", default="tiny", choices=tuple(MODEL_SIZES),
+                       help=f"ViT size: {sizes_help()}")
     model.add_argument("--patch-size", type=int, default=16)
     model.add_argument("--decoder-embed-dim", type=int, default=None, help="override the decoder width")
     model.add_argument("--decoder-depth", type=int, default=None, help="override the decoder depth")

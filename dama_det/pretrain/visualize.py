@@ -16,23 +16,25 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..data.composite import composite_rgb, cycled_colours
 from ..utils import atomic_write_bytes
 from .losses import patchify, unpatchify
 
 
 def composite(image: np.ndarray) -> np.ndarray:
-    """False-colour RGB of a ``(C, H, W)`` image: one hue per channel, summed, clipped.
+    """False-colour RGB of a ``(C, H, W)`` image: each channel from 0 to its 99.5th
+    percentile in a tab10 hue, summed, and scaled down when the sum exceeds 1.
 
     Returns:
         ``(H, W, 3)`` float in [0, 1].
     """
     from matplotlib import colormaps
 
-    colours = colormaps["tab10"].colors
-    rgb = np.zeros(image.shape[1:] + (3,), dtype=np.float32)
-    for c, channel in enumerate(image):
-        hi = float(np.percentile(channel, 99.5)) or 1.0
-        rgb += np.clip(channel / hi, 0, 1)[..., None] * np.asarray(colours[c % len(colours)], np.float32)
+    high = np.percentile(image.reshape(image.shape[0], -1), 99.5, axis=1)
+    high[high == 0] = 1.0  # an empty channel stays black
+    limits = np.stack([np.zeros_like(high), high], axis=1)
+    rgb = composite_rgb(image, cycled_colours(colormaps["tab10"].colors, image.shape[0]),
+                        limits, clip=False)
     return np.clip(rgb / max(1.0, rgb.max()), 0, 1)
 
 

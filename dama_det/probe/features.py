@@ -1,6 +1,6 @@
 """Frozen encoders for probing, and their features.
 
-An encoder export (:mod:`dama_det.pretrain.export`) is loaded into a timm
+An encoder export (:mod:`dama_det.encoder_export.format`) is loaded into a timm
 ``VisionTransformer`` by the classifier's loader
 (:func:`dama_det.classification.model.load_export_into`; the position embedding is
 resampled when the probe's image size gives another patch grid). The control,
@@ -19,16 +19,15 @@ standardisation, so only the weights differ.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ..classification.model import ViTArch, build_classifier, load_export_into
+from ..classification.model import build_classifier, load_export_into
+from ..encoder_export.format import ViTArch, make_encoder_export
 from ..errors import DamaUserError
-from ..pretrain.export import EXPORT_FORMAT, load_encoder_export, make_encoder_export
 
 #: the ``source`` of an encoder built without weights.
 RANDOM_SOURCE = "random"
@@ -130,7 +129,7 @@ def random_export(
     ``pixel_std`` (one value per channel) record an input standardisation.
 
     Returns:
-        A dict in the :mod:`dama_det.pretrain.export` format, ``method="random"``,
+        A dict in the :mod:`dama_det.encoder_export.format` format, ``method="random"``,
         ``epoch=0``.
 
     Raises:
@@ -181,19 +180,6 @@ def random_export_of_size(size: str, *, img_size: int, in_chans: int, patch_size
                          pixel_std=pixel_std)
 
 
-def load_export(weights: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """An export dict and its name for messages, from a path or an in-memory export.
-
-    Raises:
-        DamaUserError: missing file, not an export, or an in-memory dict that is not one.
-    """
-    if isinstance(weights, Mapping):
-        if weights.get("format") != EXPORT_FORMAT or "model" not in weights:
-            raise DamaUserError(f"in-memory weights are not a {EXPORT_FORMAT!r} encoder export")
-        return dict(weights), str(weights.get("method") or "in-memory export")
-    return load_encoder_export(weights), str(weights)
-
-
 def build_probe_encoder(
     export: Mapping[str, Any],
     *,
@@ -204,7 +190,8 @@ def build_probe_encoder(
     """Load an encoder export into a frozen :class:`ProbeEncoder`.
 
     Args:
-        export: an export dict (:func:`load_export`, :func:`random_export`...).
+        export: an export dict (:func:`~dama_det.encoder_export.format.read_encoder_export`,
+            :func:`random_export`...).
         name: file name or label of the export (messages and ``info.source``).
         img_size: input side the probe will use (default: the export's); the position
             embedding is resampled when the grid differs.
@@ -241,7 +228,7 @@ def build_probe_encoder(
         epoch=export.get("epoch"), img_size=size, patch_size=arch.patch_size,
         in_chans=in_chans, embed_dim=arch.embed_dim, depth=arch.depth,
         num_heads=arch.num_heads, seed=seed if random else None,
-        pos_embed_resampled=report.pos_embed_resampled is not None,
+        pos_embed_resampled=report.resampled_pos_embed is not None,
         pixel_mean=[float(v) for v in stats[0]] if stats[0] is not None else None,
         pixel_std=[float(v) for v in stats[1]] if stats[1] is not None else None,
         notes=notes,

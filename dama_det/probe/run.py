@@ -139,8 +139,9 @@ def run_probes(
             data (channels), or bad settings.
     """
     from ..utils.device import pick_device, resolve_amp_dtype
-    from .features import (build_probe_encoder, extract_features, load_export,
-                           random_export_like, random_export_of_size)
+    from ..encoder_export.format import read_encoder_export
+    from .features import (build_probe_encoder, extract_features, random_export_like,
+                           random_export_of_size)
 
     t_start = time.perf_counter()
     if task not in TASKS:
@@ -149,7 +150,7 @@ def run_probes(
         raise DamaUserError(f"--max-images must be at least 2, got {max_images}")
     if not 0.0 < interior_min <= 1.0:
         raise DamaUserError(f"--interior-min must be in (0, 1], got {interior_min}")
-    export, name = load_export(weights) if weights is not None else (None, None)
+    export, name = read_encoder_export(weights) if weights is not None else (None, None)
     size = int(img_size or (export["img_size"] if export else 128))
     patch = int(export["patch_size"]) if export else int(patch_size)
     if size % patch:

@@ -1,9 +1,10 @@
-"""torchrun-compatible data parallelism for fine-tuning (no-ops in a single process).
+"""torchrun-compatible data parallelism, shared by pretraining and classification
+(no-ops in a single process).
 
-``torchrun --nproc_per_node G -m dama_det classify ...`` (or any launcher that
-sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``)
+``torchrun --nproc_per_node G -m dama_det pretrain|classify ...`` (or any launcher
+that sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``)
 starts one process per GPU; :func:`init_distributed` joins the process group (NCCL
-on CUDA, Gloo on CPU) and pins the local GPU.
+on CUDA, Gloo on CPU, unless a backend is named) and pins the local GPU.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 
 @dataclass
@@ -33,12 +35,13 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
+def init_distributed(device: torch.device, backend: str = "auto") -> tuple[DistInfo, torch.device]:
     """Join the process group when ``WORLD_SIZE > 1``.
 
     Args:
         device: the device picked for a single process; with CUDA and several
             processes each process gets ``cuda:LOCAL_RANK``.
+        backend: ``"nccl"``, ``"gloo"`` or ``"auto"`` (NCCL on CUDA, else Gloo).
 
     Returns:
         ``(info, device)``.
@@ -52,8 +55,9 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                rank=rank, world_size=world)
+        if backend == "auto":
+            backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world)
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank), device
 
 
@@ -74,3 +78,9 @@ def cleanup(info: DistInfo) -> None:
     """Leave the process group if this module joined one."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (or the
+    model itself)."""
+    return model.module if isinstance(model, (DistributedDataParallel, DataParallel)) else model
