@@ -197,6 +197,27 @@ def apply_pixel_stats(cfg: CfgNode) -> None:
                 min(len(files), int(cfg.INPUT.PIXEL_STATS_MAX_IMAGES)), mean, std)
 
 
+#: loggers that Detectron2's ``setup_logger`` gives a ``log.txt`` handler per run.
+RUN_LOGGERS = ("detectron2", "dama_det", "fvcore")
+
+
+def reset_run_loggers() -> None:
+    """Forget the log handlers of an earlier run in this process.
+
+    Detectron2's ``setup_logger`` is cached and only ever adds handlers, so a second
+    training in one process (``dama-det compare`` / ``demo`` run every stage in-process)
+    would also write its lines into the first run's ``log.txt``. Called before a run
+    sets up its logs, so each ``OUTPUT_DIR/log.txt`` holds its own run only.
+    """
+    from detectron2.utils.logger import setup_logger
+
+    for name in RUN_LOGGERS:
+        log = logging.getLogger(name)
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
+    setup_logger.cache_clear()
+
+
 def setup_dama_logger(output_dir: str) -> logging.Logger:
     """Send dama_det's own log records (weights report, datasets, schedule) to the
     console and to ``OUTPUT_DIR/log.txt`` like Detectron2's."""
@@ -221,6 +242,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     cfg = build_cfg(args, resolve=False)
     requested_device = cfg.MODEL.DEVICE
     resolve_device(cfg)
+    reset_run_loggers()
     setup_dama_logger(cfg.OUTPUT_DIR)
     register_datasets_from_cfg(cfg)
     apply_epoch_schedule(cfg)
