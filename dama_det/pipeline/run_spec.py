@@ -38,8 +38,7 @@ from typing import Any
 import yaml
 
 from ..errors import DamaUserError
-
-PRETRAIN_METHODS = ("mae", "dama", "dama-rand", "dama-ema")
+from ..pretrain.method_registry import method_names
 DATASET_TYPES = ("synth", "folders", "coco")
 PROBE_TASKS = ("celltype", "dense")
 #: the keys each section accepts (a typo is an error, not a silently ignored setting)
@@ -143,9 +142,9 @@ def _parse_method(item: Any, base: Path, path: Path, i: int) -> MethodSpec:
         if "pretrain" in item and method != "init":
             raise _fail(path, key + ".pretrain", f"method {method!r} is not pretrained")
         return MethodSpec(name, method, pretrain=overrides)
-    if method not in PRETRAIN_METHODS:
+    if method not in method_names():
         raise _fail(path, key, f"unknown method {method!r}; use random, init, classical, "
-                    f"{', '.join(PRETRAIN_METHODS)} or give 'weights'")
+                    f"{', '.join(method_names())} or give 'weights'")
     return MethodSpec(name, "pretrain", method=method, pretrain=overrides)
 
 

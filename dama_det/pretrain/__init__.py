@@ -7,7 +7,9 @@ Modules (import what you need; this package file stays light so that the CLI's
 - :mod:`.losses`: patchify, masked reconstruction loss (norm_pix), regression target
   and Smooth-L1 feature regression.
 - :mod:`.models_mae`: ``MaskedAutoencoderViT`` (timm blocks, timm key names), sizes.
-- :mod:`.dama`: ``DAMAPretrainer`` with methods ``dama``, ``dama-ema``, ``dama-rand``, ``mae``.
+- :mod:`.method_registry`: the pretraining methods (``dama``, ``dama-ema``, ``dama-rand``,
+  ``mae``; ``register_method`` adds one), torch-free.
+- :mod:`.dama`: ``DAMAPretrainer``, which runs the registered method it is given.
 - :mod:`.dataset`, :mod:`.augment`: TIFF crop folder and the paper's augmentations.
 - :mod:`.engine`, :mod:`.main`, :mod:`.checkpoint`: training loop, driver
   (``run_pretraining``), exact-resume checkpoints.

@@ -1,6 +1,8 @@
 """The pretraining model: MAE or DAMA (two students), selectable by method name.
 
-Methods:
+The methods are registered in :mod:`.method_registry`; each says which second mask
+student 2 gets (adaptive / random / no student 2), whether student 2 is an EMA teacher
+and whether student 1 regresses student 2's features. The built-in methods:
 
 * ``mae``: one masked autoencoder, random mask, reconstruction loss.
 * ``dama``: two students, both trained by gradient. Student 1 uses a random mask and
@@ -30,9 +32,8 @@ import torch.nn as nn
 from ..errors import DamaUserError
 from .losses import feature_regression_loss, regression_target
 from .masking import adaptive_mask, ids_keep_from_mask, mask_lengths, random_mask
+from .method_registry import PretrainMethod, get_method
 from .models_mae import MAEConfig, MaskedAutoencoderViT
-
-METHODS = ("dama", "dama-ema", "dama-rand", "mae")
 
 
 @dataclass(frozen=True)
@@ -54,20 +55,24 @@ class MethodConfig:
         return asdict(self)
 
 
-def validate_method(cfg: MethodConfig, num_patches: int) -> None:
-    """Check the method settings (one clear message per mistake)."""
-    if cfg.method not in METHODS:
-        raise DamaUserError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+def validate_method(cfg: MethodConfig, num_patches: int) -> PretrainMethod:
+    """Check the method settings (one clear message per mistake).
+
+    Returns:
+        The registered definition of ``cfg.method``.
+    """
+    definition = get_method(cfg.method)
     try:
         len_keep, loss_len, _ = mask_lengths(num_patches, cfg.mask_ratio, cfg.overlap_ratio)
     except ValueError as exc:
         raise DamaUserError(f"--mask-ratio/--overlap-ratio: {exc}") from None
-    if cfg.method == "dama" and loss_len < 0:
-        raise DamaUserError(f"--method dama needs --mask-ratio >= 0.5, got {cfg.mask_ratio}")
+    if definition.second_mask == "adaptive" and loss_len < 0:
+        raise DamaUserError(f"--method {cfg.method} needs --mask-ratio >= 0.5, got {cfg.mask_ratio}")
     if cfg.regress_blocks < 1:
         raise DamaUserError(f"--regress-blocks must be >= 1, got {cfg.regress_blocks}")
     if not 0.0 <= cfg.ema_momentum <= 1.0:
         raise DamaUserError(f"--ema-momentum must be in [0, 1], got {cfg.ema_momentum}")
+    return definition
 
 
 class ProjectionHead(nn.Module):
@@ -91,7 +96,9 @@ class DAMAPretrainer(nn.Module):
 
     Args:
         model_cfg: architecture of each student.
-        method_cfg: method and loss settings.
+        method_cfg: method and loss settings; ``method_cfg.method`` names a method of
+            :mod:`.method_registry`, whose definition decides student 2, its mask, the
+            EMA teacher and the regression.
     """
 
     def __init__(self, model_cfg: MAEConfig, method_cfg: MethodConfig):
@@ -108,7 +115,7 @@ class DAMAPretrainer(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(mean).view(shape), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).view(shape), persistent=False)
         num_patches = self.student1.num_patches
-        validate_method(method_cfg, num_patches)
+        self.definition = validate_method(method_cfg, num_patches)
         self.model_cfg = model_cfg
         self.method_cfg = method_cfg
         self.method = method_cfg.method
@@ -116,9 +123,10 @@ class DAMAPretrainer(nn.Module):
         self.regress_blocks = min(method_cfg.regress_blocks, model_cfg.depth)
         self.student2: MaskedAutoencoderViT | None = None
         self.head: ProjectionHead | None = None
-        if self.method != "mae":
-            self.head = ProjectionHead(model_cfg.embed_dim)
-            if self.method == "dama-ema":
+        if self.definition.two_students:
+            if self.definition.regression:
+                self.head = ProjectionHead(model_cfg.embed_dim)
+            if self.definition.ema_teacher:
                 self.student2 = copy.deepcopy(self.student1)
                 self.student2.requires_grad_(False)
             else:
@@ -126,7 +134,8 @@ class DAMAPretrainer(nn.Module):
 
     @property
     def is_ema(self) -> bool:
-        return self.method == "dama-ema"
+        """Whether student 2 is an EMA teacher of student 1."""
+        return self.definition.ema_teacher
 
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """Student 1's encoder in timm ``VisionTransformer`` key names."""
@@ -141,7 +150,7 @@ class DAMAPretrainer(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, momentum: float | None = None) -> None:
-        """EMA update of student 2 from student 1 (``dama-ema`` only; no-op otherwise)."""
+        """EMA update of student 2 from student 1 (EMA-teacher methods only; no-op otherwise)."""
         if not self.is_ema or self.student2 is None:
             return
         m = self.method_cfg.ema_momentum if momentum is None else momentum
@@ -161,7 +170,8 @@ class DAMAPretrainer(nn.Module):
 
         Returns:
             ``(loss, terms, outputs)``: the total loss; detached per-term losses
-            (``recon1``, ``recon2``, ``regression``); and, if requested, ``mask1``,
+            (``recon1``; ``recon2`` with a student 2; ``regression`` with the
+            regression term); and, if requested, ``mask1``,
             ``mask2`` ``(N, L)`` and ``pred1``, ``pred2`` ``(N, L, p * p * C)``.
         """
         mc = self.method_cfg
@@ -170,7 +180,7 @@ class DAMAPretrainer(nn.Module):
         n = imgs.shape[0]
         mask1 = random_mask(n, self.num_patches, mc.mask_ratio, device=imgs.device)
         ids1 = ids_keep_from_mask(mask1)
-        tap = self.regress_blocks if self.student2 is not None else 0
+        tap = self.regress_blocks if self.head is not None else 0
         target = self.student1.reconstruction_target(imgs)  # shared by both students
         latent1, _ = self.student1.forward_encoder(imgs, ids1)
         pred1 = self.student1.forward_decoder(latent1, ids1)
@@ -183,10 +193,7 @@ class DAMAPretrainer(nn.Module):
         if self.student2 is None:
             return loss, terms, outputs
 
-        if self.method == "dama-rand":
-            mask2 = random_mask(n, self.num_patches, mc.mask_ratio, device=imgs.device)
-        else:
-            mask2 = adaptive_mask(mask1, per_patch1.detach(), mc.mask_ratio, mc.overlap_ratio)
+        mask2 = self._second_mask(mask1, per_patch1)
         ids2 = ids_keep_from_mask(mask2)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.is_ema):
             latent2, ffn2 = self.student2.forward_encoder(imgs, ids2, ffn_last=tap)
@@ -196,11 +203,20 @@ class DAMAPretrainer(nn.Module):
         if not self.is_ema:
             loss = loss + mc.weight_recon2 * recon2
 
+        if return_outputs:
+            outputs.update(mask2=mask2, pred2=pred2.detach())
+        if self.head is None:
+            return loss, terms, outputs
         features = regression_target([y[:, 1:].detach() for y in ffn2])
         regression = feature_regression_loss(self.head(latent1[:, 1:]), features, beta=mc.smooth_l1_beta)
         terms["regression"] = regression.detach()
         reg_weight = mc.weight_regression if epoch >= mc.stable_epochs else 0.0
         loss = loss + reg_weight * regression  # kept in the graph (x0) for DDP during warm epochs
-        if return_outputs:
-            outputs.update(mask2=mask2, pred2=pred2.detach())
         return loss, terms, outputs
+
+    def _second_mask(self, mask1: torch.Tensor, per_patch1: torch.Tensor) -> torch.Tensor:
+        """Student 2's mask, as the method's ``second_mask`` says (adaptive or random)."""
+        mc = self.method_cfg
+        if self.definition.second_mask == "random":
+            return random_mask(mask1.shape[0], self.num_patches, mc.mask_ratio, device=mask1.device)
+        return adaptive_mask(mask1, per_patch1.detach(), mc.mask_ratio, mc.overlap_ratio)

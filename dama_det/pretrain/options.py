@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 
 from ..encoder_export.sizes import MODEL_SIZES, sizes_help
-
-METHODS = ("dama", "dama-ema", "dama-rand", "mae")
+from .method_registry import method_names, methods_help
 
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add every pretraining option, in groups, to ``parser``."""
+    """Add every pretraining option, in groups, to ``parser``.
+
+    ``--method`` offers the methods registered when this is called (see
+    :mod:`.method_registry`), so build the parser after registering a method.
+    """
     data = parser.add_argument_group("data")
     data.add_argument("--data", metavar="DIR", default=None,
                       help="folder of N-channel TIFF crops, read recursively (*_masks.tif "
@@ -50,9 +53,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                        help="reconstruct raw pixels instead of per-patch normalised ones")
 
     method = parser.add_argument_group("method")
-    method.add_argument("--method", default="dama", choices=METHODS,
-                        help="dama: two students, adaptive mask; dama-ema: student 2 an EMA "
-                        "teacher; dama-rand: random second mask; mae: one student")
+    method.add_argument("--method", default="dama", choices=method_names(), help=methods_help())
     method.add_argument("--mask-ratio", type=float, default=0.8)
     method.add_argument("--overlap-ratio", type=float, default=0.5,
                         help="share of student 1's visible patches also shown to student 2")
