@@ -60,6 +60,8 @@ def main() -> None:
                         "optionally only the listed methods")
     parser.add_argument("--notes", type=Path, default=None,
                         help="markdown written by hand (set-up, conclusions) placed above the table")
+    parser.add_argument("--after", type=Path, default=None,
+                        help="markdown written by hand placed below the table (related studies)")
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "transfer_study.md")
     args = parser.parse_args()
@@ -76,6 +78,8 @@ def main() -> None:
             f"AP in %, mean ± std over seeds (population std); gains are per-seed paired "
             f"differences. Table written by `benchmarks/transfer_study.py` (load average when "
             f"written: {load[0]:.1f})."]
+    if args.after:
+        text += ["", args.after.read_text().strip()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(text) + "\n")
     print("\n".join(head + rows))
