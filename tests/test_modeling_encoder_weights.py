@@ -13,6 +13,9 @@ from timm.models.vision_transformer import VisionTransformer
 from dama_det import DamaUserError, get_dama_cfg
 from dama_det.encoder_export.format import save_encoder_export
 from dama_det.modeling import load_encoder_into_vit
+from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
+from dama_det.pretrain.export import export_pretrainer
+from dama_det.pretrain.models_mae import mae_config
 
 DEPTH, DIM, HEADS = 2, 64, 2
 
@@ -184,10 +187,6 @@ def test_untrained_export_weight_scale_against_detectron2_init(tmp_path, weight_
     """``--weight-init trunc_normal`` gives an untrained export with detectron2's own init
     scale (Linear std 0.02, the conv default for the patch embedding); MAE's xavier init
     is 2-3x larger for these widths."""
-    from dama_det.pretrain.export import export_pretrainer
-    from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
-    from dama_det.pretrain.models_mae import mae_config
-
     torch.manual_seed(0)
     cfg = mae_config("mini", img_size=128, in_chans=7, weight_init=weight_init)
     export_pretrainer(DAMAPretrainer(cfg, MethodConfig(method="mae")), tmp_path / "enc.pth")

@@ -58,6 +58,12 @@ MODEL_SIZES: dict[str, ViTSize] = {
 #: the sizes ``dama-det classify --arch`` offers for classifiers trained from scratch.
 CLASSIFIER_SIZES = ("tiny", "small", "base")
 
+#: Weight initialisations of the pretraining model (``MAEConfig.weight_init``,
+#: ``dama-det pretrain --weight-init``): MAE's xavier-uniform Linear weights and xavier
+#: patch embedding, or timm's / detectron2's ViT init (Linear trunc-normal std 0.02, the
+#: patch embedding at PyTorch's conv default), which an untrained detectron2 backbone has.
+WEIGHT_INITS = ("xavier", "trunc_normal")
+
 
 def model_size(name: str) -> ViTSize:
     """The size called ``name``.

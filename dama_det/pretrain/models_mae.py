@@ -17,7 +17,7 @@ from timm.layers import PatchEmbed, build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 
 from ..encoder_export.format import ENCODER_KEY_PREFIXES
-from ..encoder_export.sizes import model_size
+from ..encoder_export.sizes import WEIGHT_INITS, model_size
 from ..errors import DamaUserError
 from .losses import normalize_patches, patchify, reconstruction_loss
 
@@ -43,12 +43,6 @@ class MAEConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-#: ``MAEConfig.weight_init`` choices: MAE's xavier-uniform Linear weights and xavier patch
-#: embedding, or timm's / detectron2's ViT init (Linear trunc-normal std 0.02, the patch
-#: embedding at PyTorch's conv default), which an untrained detectron2 backbone also has.
-WEIGHT_INITS = ("xavier", "trunc_normal")
 
 
 def mae_config(size: str = "tiny", **overrides) -> MAEConfig:

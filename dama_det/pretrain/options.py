@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..encoder_export.sizes import MODEL_SIZES, sizes_help
+from ..encoder_export.sizes import MODEL_SIZES, WEIGHT_INITS, sizes_help
 from .method_registry import method_names, methods_help
 
 
@@ -46,7 +46,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     model.add_argument("--decoder-embed-dim", type=int, default=None, help="override the decoder width")
     model.add_argument("--decoder-depth", type=int, default=None, help="override the decoder depth")
     model.add_argument("--decoder-num-heads", type=int, default=None, help="override the decoder heads")
-    model.add_argument("--weight-init", default="xavier", choices=("xavier", "trunc_normal"),
+    model.add_argument("--weight-init", default="xavier", choices=WEIGHT_INITS,
                        help="Linear weight init: xavier (MAE) or trunc_normal (std 0.02, the init of "
                             "timm's and detectron2's ViT, i.e. of a random-init detector backbone)")
     model.add_argument("--no-norm-pix-loss", dest="norm_pix_loss", action="store_false",
