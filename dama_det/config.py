@@ -106,7 +106,7 @@ def add_dama_config(cfg: CN) -> CN:
     cfg.TEST.VAL_LOSS_PERIOD = 0  # iterations between validation-loss passes; 0 = EVAL_PERIOD
     cfg.TEST.VAL_LOSS_MAX_IMAGES = 64  # at most this many validation images per loss pass
     cfg.TEST.BEST_METRIC = "segm/AP"  # metric kept by the best checkpoint ("" disables)
-    cfg.TEST.EVALUATOR = "cell"  # "cell": dama_det's report (faster-coco-eval, cell metrics); "coco": detectron2's COCOEvaluator
+    cfg.TEST.EVALUATOR = "cell"  # a name of engine/evaluators.py: "cell" (dama_det's report: faster-coco-eval, cell metrics), "coco" (detectron2's COCOEvaluator)
     return cfg
 
 

@@ -61,6 +61,17 @@ def test_train_config_mistakes_are_one_line(config, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_unknown_evaluator_is_refused_before_training(tmp_path, capsys):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(BASE + "TEST:\n  EVALUATOR: cocoo\n")
+    out = tmp_path / "run"
+    rc = main(["train", "--config-file", str(path), "--output-dir", str(out),
+               "--device", "cpu", "SOLVER.MAX_ITER", "1"])
+    assert rc == 2
+    assert "TEST.EVALUATOR must be one of 'cell', 'coco', got 'cocoo'" in _error_line(capsys)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("config", list(CONFIGS), indirect=True)
 def test_predict_config_mistakes_are_one_line(config, tmp_path, capsys):
     path, expected = config

@@ -17,6 +17,7 @@ from ..modeling.vit_backbone import resolve_pretrain_img_size
 from ..utils import pick_device
 from .config_files import check_channel_config, find_config_file, merge_config_file
 from .datasets import register_datasets_from_cfg
+from .evaluators import check_evaluator_name
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +241,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
         The frozen config.
     """
     cfg = build_cfg(args, resolve=False)
+    check_evaluator_name(cfg.TEST.EVALUATOR)  # before training, not at its end
     requested_device = cfg.MODEL.DEVICE
     resolve_device(cfg)
     reset_run_loggers()

@@ -22,7 +22,6 @@ from detectron2.data import (
     build_detection_train_loader,
 )
 from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, hooks
-from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -30,6 +29,7 @@ from .. import modeling  # noqa: F401  (registers build_dama_vit_fpn_backbone)
 from ..data.mapper import NChannelDatasetMapper
 from ..errors import DamaUserError
 from .checkpoint import DamaCheckpointer
+from .evaluators import build_evaluator
 from .hooks import ValidationLossHook
 from .optim import build_dama_optimizer
 from .train_loop import build_train_loop
@@ -99,32 +99,13 @@ class DamaTrainer(DefaultTrainer):
         """The evaluator of ``TEST.EVALUATOR``, with AP at ``maxDets =
         TEST.DETECTIONS_PER_IMAGE`` so images with hundreds of cells are scored fully.
 
-        "cell" (default): :class:`~dama_det.evaluation.CellCOCOEvaluator` - the same
-        COCO numbers through faster-coco-eval, plus the cell matching metrics, with
-        cell-sized area ranges. "coco": detectron2's COCOEvaluator (pycocotools).
+        The names are those of :mod:`.evaluators` ("cell", the default: the COCO
+        numbers through faster-coco-eval plus the cell matching metrics; "coco":
+        detectron2's COCOEvaluator).
         """
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         max_dets = max(int(cfg.TEST.DETECTIONS_PER_IMAGE), 11)
-        kind = cfg.TEST.get("EVALUATOR", "cell")
-        if kind == "cell":
-            from ..evaluation.detectron2_evaluator import CellCOCOEvaluator
-
-            return CellCOCOEvaluator(
-                dataset_name, output_folder,
-                max_dets=(1, 10, 100, max_dets) if max_dets > 100 else (1, 10, max_dets),
-                area_ranges="cells",
-                figures=False, distributed=True)
-        if kind != "coco":
-            raise DamaUserError(f"TEST.EVALUATOR must be 'cell' or 'coco', got {kind!r}")
-        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
-        return COCOEvaluator(
-            dataset_name,
-            tasks=tasks,
-            distributed=True,
-            output_dir=output_folder,
-            max_dets_per_image=max_dets,
-            use_fast_impl=False,
-        )
+        return build_evaluator(cfg, dataset_name, output_folder, max_dets)
 
     @classmethod
     def build_val_loss_loader(cls, cfg: CfgNode):

@@ -10,7 +10,8 @@ Counts are then pooled over the data set:
 - precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = 2TP / (2TP + FP + FN);
 - ``accuracy`` = TP / (TP + FP + FN): what cellpose and stardist call "AP";
 - ``mean_matched_iou`` = mean IoU of the matched pairs;
-- ``panoptic_quality`` = sum of matched IoUs / (TP + FP/2 + FN/2).
+- ``panoptic_quality`` = sum of matched IoUs / (TP + FP/2 + FN/2);
+- and any metric added with :func:`~.metric_registry.register_cell_metric`.
 
 Crowd ground truth (``iscrowd`` 1) is left out. Predictions below ``score_threshold``
 are left out (label-image results all have score 1).
@@ -23,6 +24,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 from scipy.optimize import linear_sum_assignment
+
+from .metric_registry import MatchCounts, compute_cell_metrics
 
 DEFAULT_CELL_IOU_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULT_SCORE_THRESHOLD = 0.5
@@ -83,19 +86,9 @@ def instance_iou(preds: Sequence[Mapping], gts: Sequence[Mapping], use_masks: bo
 
 
 def summarize_counts(tp: int, n_pred: int, n_gt: int, iou_sum: float) -> dict[str, float | int]:
-    """Precision, recall, F1, accuracy ("AP"), mean matched IoU and PQ from pooled counts."""
-    fp, fn = n_pred - tp, n_gt - tp
-
-    def ratio(a: float, b: float) -> float:
-        return float(a / b) if b > 0 else 0.0
-
-    return {
-        "tp": int(tp), "fp": int(fp), "fn": int(fn), "n_pred": int(n_pred), "n_gt": int(n_gt),
-        "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn), "accuracy": ratio(tp, tp + fp + fn),
-        "mean_matched_iou": ratio(iou_sum, tp),
-        "panoptic_quality": ratio(iou_sum, tp + fp / 2 + fn / 2),
-    }
+    """The counts and every registered metric (:mod:`.metric_registry`) from pooled counts."""
+    return compute_cell_metrics(MatchCounts(tp=int(tp), fp=int(n_pred - tp), fn=int(n_gt - tp),
+                                            iou_sum=float(iou_sum)))
 
 
 def threshold_key(t: float) -> str:
@@ -121,7 +114,7 @@ def cell_matching_metrics(
 
     Returns:
         ``{"0.5": {"tp", "fp", "fn", "n_pred", "n_gt", "precision", "recall", "f1",
-        "accuracy", "mean_matched_iou", "panoptic_quality"}, ...}``.
+        "accuracy", "mean_matched_iou", "panoptic_quality", <registered metrics>}, ...}``.
     """
     if use_masks is None:
         use_masks = bool(results) and all("segmentation" in r for r in results)

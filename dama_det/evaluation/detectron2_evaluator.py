@@ -26,10 +26,10 @@ from detectron2.utils import comm
 from ..utils.io import atomic_write_json
 from .cell_metrics import DEFAULT_CELL_IOU_THRESHOLDS, DEFAULT_SCORE_THRESHOLD
 from .coco_metrics import DEFAULT_MAX_DETS, DEFAULT_PR_IOU_THRESHOLDS
+from .metric_registry import table_metrics
 from .report import evaluate_report, write_report
 
 logger = logging.getLogger(__name__)
-CELL_KEYS = ("f1", "accuracy", "precision", "recall", "panoptic_quality")
 
 
 def _percent(value: float | None) -> float:
@@ -44,8 +44,8 @@ def flatten_for_detectron2(metrics: dict[str, Any]) -> OrderedDict:
             out[task] = OrderedDict((k, _percent(v)) for k, v in metrics[task].items())
     cell = OrderedDict()
     for t, entry in metrics.get("cell", {}).items():
-        for key in CELL_KEYS:
-            cell[f"{key}@{t}"] = _percent(entry[key])
+        for metric in table_metrics():
+            cell[f"{metric.name}@{t}"] = _percent(entry.get(metric.name))
     if cell:
         out["cell"] = cell
     return out

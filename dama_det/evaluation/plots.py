@@ -16,6 +16,7 @@ import numpy as np
 
 from ..utils.io import atomic_write_bytes
 from .error_breakdown import BREAKDOWN_LABELS, breakdown_from_curves, curve_area
+from .metric_registry import figure_metrics
 
 #: Stacked-area colours, darkest (strictest) at the bottom.
 BREAKDOWN_COLORS = {
@@ -197,18 +198,17 @@ def figure_compare_breakdown(methods: Sequence[MethodCurves], iou_type: str, are
     return fig
 
 
-CELL_PANELS = (("accuracy", "TP/(TP+FP+FN) (cellpose/stardist AP)"), ("f1", "F1"),
-               ("precision", "precision"), ("recall", "recall"))
-
-
 def figure_compare_cell(methods: Sequence[MethodCurves]):
-    """Cell matching metrics against the IoU threshold, one line per method."""
-    fig, axes = _grid(len(CELL_PANELS))
-    for ax, (key, title) in zip(axes, CELL_PANELS):
+    """Cell matching metrics (the registry's figure metrics) against the IoU threshold,
+    one line per method."""
+    panels = figure_metrics()
+    fig, axes = _grid(len(panels))
+    for ax, metric in zip(axes, panels):
+        key, title = metric.name, metric.title
         for m in methods:
-            if not m.cell:
+            ts = sorted((t for t in m.cell if key in m.cell[t]), key=float)
+            if not ts:  # no cell metrics, or an older report without this metric
                 continue
-            ts = sorted(m.cell, key=float)
             ax.plot([float(t) for t in ts], [m.cell[t][key] for t in ts], marker="o",
                     label=m.name)
         ax.set_xlabel("IoU threshold")

@@ -38,6 +38,7 @@ from .coco_metrics import (
 )
 from .error_breakdown import LOC_IOU, SIM_OTH_NOTE, breakdown_areas, error_breakdown
 from .inputs import GroundTruthSource, ResultsSource, load_ground_truth, load_results
+from .metric_registry import table_metrics
 from .plots import MethodCurves, draw_all_figures
 
 CURVES_FILE = "pr_curves.npz"
@@ -256,6 +257,28 @@ def _cell(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
+def cell_metric_table(cells: Mapping[str, Mapping[str, Mapping[str, Any]]], digits: int = 4,
+                      method_column: bool = True) -> list[str]:
+    """Markdown table of cell matching metrics: a row per method and IoU threshold, columns
+    TP, FP, FN and every table metric of :mod:`.metric_registry`.
+
+    Args:
+        cells: method -> its ``metrics.json`` cell entry (``{iou: {tp, ..., metric: value}}``).
+        digits: decimals of the metric values.
+        method_column: start each row with the method's name.
+    """
+    metrics = table_metrics()
+    head = ["method"] * method_column + ["IoU", "TP", "FP", "FN"] + [m.title for m in metrics]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, cell in cells.items():
+        for t, c in (cell or {}).items():
+            values = [name] * method_column + [t, str(c["tp"]), str(c["fp"]), str(c["fn"])]
+            values += ["n/a" if c.get(m.name) is None else f"{c[m.name]:.{digits}f}"
+                       for m in metrics]
+            lines.append("| " + " | ".join(values) + " |")
+    return lines
+
+
 def markdown_summary(report: EvaluationReport) -> str:
     """Markdown: a comparison table, then per method COCO stats and cell metrics tables."""
     lines = ["# Evaluation summary", ""]
@@ -277,12 +300,7 @@ def markdown_summary(report: EvaluationReport) -> str:
         stat_names = list(next(iter(m.coco.values())).stats)
         for s in stat_names:
             lines.append(f"| {s} | " + " | ".join(_cell(m.coco[t].stats[s]) for t in types) + " |")
-        lines += ["", "| IoU | TP | FP | FN | precision | recall | F1 | TP/(TP+FP+FN) | PQ |",
-                  "|---" * 9 + "|"]
-        for t, c in m.cell.items():
-            lines.append(f"| {t} | {c['tp']} | {c['fp']} | {c['fn']} | {c['precision']:.4f} | "
-                         f"{c['recall']:.4f} | {c['f1']:.4f} | {c['accuracy']:.4f} | "
-                         f"{c['panoptic_quality']:.4f} |")
+        lines += ["", *cell_metric_table({n: m.cell}, method_column=False)]
     st = report.settings
     lines += ["", f"maxDets {st['max_dets']} (AP uses {st['max_dets'][-1]}); cell metrics: "
               f"predictions with score >= {st['cell_score_threshold']}, Hungarian matching "

@@ -1,7 +1,8 @@
 """The tables of ``dama-det compare``: AP per method (mean ± std over seeds), the gain
 of every method over the controls (random init and the untrained export ``init``),
 with several labelled fractions AP against the share of labelled training images, and
-with a ``probe`` section the frozen-encoder probe accuracy of every encoder.
+with a ``probe`` section the frozen-encoder probe accuracy of every encoder, and the
+cell matching metrics of the metric registry per IoU threshold.
 
 Files written in the comparison folder: ``results.md`` / ``.csv`` / ``.json``,
 ``report.md`` and, with several label fractions, ``ap_vs_labels.png``.
@@ -47,6 +48,40 @@ def aggregate(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[str, di
             row[f"{iou_type}/{key}"] = _mean_std([v for v in values if v is not None and v >= 0])
         table[m.name] = row
     return table
+
+
+def cell_aggregate(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[str, dict]]:
+    """Mean and std over seeds of every table metric of the cell-metric registry at every
+    matching IoU threshold: ``{method: {"0.5": {"accuracy": {mean, std, n}, ...}, ...}}``
+    (empty when the evaluations hold no cell metrics)."""
+    from ..evaluation.metric_registry import table_metrics
+
+    out: dict[str, dict[str, dict]] = {}
+    for m in spec.methods:
+        cells = [metrics[s][m.name].get("cell") or {} for s in spec.seeds]
+        thresholds = sorted({t for c in cells for t in c}, key=float)
+        out[m.name] = {t: {metric.name: _mean_std([c[t][metric.name] for c in cells
+                                                   if metric.name in c.get(t, {})])
+                           for metric in table_metrics()} for t in thresholds}
+    return out if any(out.values()) else {}
+
+
+def _cell_lines(cell: dict[str, dict[str, dict]]) -> list[str]:
+    from ..evaluation.metric_registry import table_metrics
+
+    if not cell:
+        return []
+    metrics = table_metrics()
+    lines = ["", "Cell matching (predictions scored >= 0.5 matched one-to-one at each IoU, "
+             "pooled over the validation images; %, mean ± std over seeds):", "",
+             "| method | IoU | " + " | ".join(m.title for m in metrics) + " |",
+             "|---" * (len(metrics) + 2) + "|"]
+    for method, by_t in cell.items():
+        for t, row in by_t.items():
+            lines.append(f"| {method} | {t} | " + " | ".join(
+                f"{100 * row[m.name]['mean']:.1f} ± {100 * row[m.name]['std']:.1f}"
+                if row[m.name]["n"] else "-" for m in metrics) + " |")
+    return lines
 
 
 def gains(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[str, dict[str, float]]]:
@@ -197,7 +232,8 @@ def write_results(out: Path, spec: RunSpec, by_fraction: dict[float, SeedMetrics
         probes: per seed, the probe result of every method with an encoder (or None).
     """
     cols = [f"{t}/{k}" for t, k in TABLE_METRICS]
-    tables = {f: {"table": aggregate(spec, m), "gains": gains(spec, m), "per_seed": m}
+    tables = {f: {"table": aggregate(spec, m), "gains": gains(spec, m),
+                  "cell": cell_aggregate(spec, m), "per_seed": m}
               for f, m in sorted(by_fraction.items())}
     n = len(spec.seeds)
     lines = [f"# {spec.name}: Mask R-CNN AP (%) per pretraining method",
@@ -210,6 +246,7 @@ def write_results(out: Path, spec: RunSpec, by_fraction: dict[float, SeedMetrics
         if len(tables) > 1:
             lines += ["", f"## {100 * f:g} % of the training images labelled"]
         lines += [""] + _table_lines(res["table"], cols) + _gain_lines(res["gains"])
+        lines += _cell_lines(res["cell"])
         for method, row in res["table"].items():
             writer.writerow([method, f"{f:g}"] + [
                 f"{100 * row[c][s]:.3f}" for c in cols for s in ("mean", "std")])

@@ -33,13 +33,11 @@ def ap_table(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def cell_table(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Markdown rows of the matching metrics (TP/FP/FN, F1) per method and IoU."""
-    lines = ["| method | IoU | TP | FP | FN | precision | recall | F1 |", "|---" * 8 + "|"]
-    for name, m in metrics.items():
-        for thr, c in (m.get("cell") or {}).items():
-            lines.append(f"| {name} | {thr} | {c['tp']} | {c['fp']} | {c['fn']} | "
-                         f"{c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} |")
-    return lines
+    """Markdown rows of the matching metrics (TP/FP/FN and every table metric of the
+    metric registry) per method and IoU."""
+    from ..evaluation.report import cell_metric_table
+
+    return cell_metric_table({name: m.get("cell") for name, m in metrics.items()}, digits=3)
 
 
 def control_lines(metrics: Mapping[str, Mapping[str, Any]], method: str) -> list[str]:
