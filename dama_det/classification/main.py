@@ -32,7 +32,7 @@ from ..utils.distributed import DistInfo, barrier, cleanup, init_distributed
 from ..utils.rng import seed_everything
 from .augment import build_eval_transform, build_train_transform
 from .dataset import CropDataset, CropIndex, probe_tiff, scan_class_folders
-from .engine import FinetuneConfig, accuracy_percent, evaluate, finetune
+from .finetuning import FinetuneConfig, accuracy_percent, evaluate, finetune
 from .folds import load_or_create_folds
 from .model import build_classifier, load_export_into
 from .table import BASELINE, MethodRow, build_table, format_duration, save_confusion_figure
