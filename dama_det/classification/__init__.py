@@ -6,11 +6,11 @@
 - :mod:`.augment`: training / evaluation transforms for any channel count.
 - :mod:`.finetuning`: fine-tuning (layer decay, AdamW, warm-up + cosine, mixup) and evaluation.
 - :mod:`.table`: the paper's accuracy table and confusion-matrix figures.
-- :mod:`.main`: the whole comparison (``dama-det classify``), resumable per fold.
+- :mod:`.run`: the whole comparison (``dama-det classify``), resumable per fold.
 """
 from .finetuning import FinetuneConfig
 from .folds import load_or_create_folds, stratified_kfold
-from .main import ClassifyOptions, MethodSpec, parse_method, run_classification
+from .run import ClassifyOptions, MethodSpec, parse_method, run_classification
 from .model import ViTArch, build_classifier, load_export_into
 
 __all__ = [
