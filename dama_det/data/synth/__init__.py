@@ -18,4 +18,13 @@ from .dataset import (
     render_tile,
 )
 
-from .dataset import __all__  # the names imported above
+__all__ = [
+    "CHANNEL_NAMES",
+    "CELL_TYPES",
+    "MARKER_OF_TYPE",
+    "generate_crops",
+    "generate_dataset",
+    "render_crop",
+    "render_crops",
+    "render_tile",
+]

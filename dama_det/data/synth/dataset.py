@@ -37,17 +37,6 @@ from .render import CHANNEL_NAMES, MARKER_OF_TYPE, RenderedScene, render_scene
 from .layout import sample_scene
 from .shapes import CELL_TYPES
 
-__all__ = [
-    "CHANNEL_NAMES",
-    "CELL_TYPES",
-    "MARKER_OF_TYPE",
-    "generate_crops",
-    "generate_dataset",
-    "render_crop",
-    "render_crops",
-    "render_tile",
-]
-
 SPLITS = ("train", "val")
 _CROP_MARGIN = 16  # scene margin around a crop sheet so that blur/neighbours are natural
 CROP_SHEET = 3  # crops are rendered CROP_SHEET x CROP_SHEET at a time
