@@ -91,7 +91,7 @@ def tiled_child(size: int, tile: int, overlap: int, score: float) -> dict:
     import torch
     import tracemalloc
 
-    from dama_det.inference.pipeline import PredictOptions, predict_one
+    from dama_det.inference.predict_images import PredictOptions, predict_one
     from dama_det.inference.predictor import MaskRCNNTilePredictor
     from dama_det.inference.tiling import make_tile_grid
 

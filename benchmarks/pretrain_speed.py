@@ -75,7 +75,7 @@ def matmul_gflops(dtype_name: str, n: int = 2048, seconds: float = 2.0) -> float
 
 def _build(size: str, method: str):
     from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
-    from dama_det.pretrain.main import build_optimizer
+    from dama_det.pretrain.driver import build_optimizer
 
     model = DAMAPretrainer(mae_config_for(size), MethodConfig(method=method))
     return model, build_optimizer(model, 0.05)

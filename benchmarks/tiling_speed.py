@@ -17,7 +17,7 @@ on N windows in one ``model.inference`` call (heads batched too: not bit-identic
 timed beside it.
 
 Part 2, image level (one subprocess per size, so memory peaks do not mix): tiled
-prediction (``dama_det.inference.pipeline.predict_one``) of one image per ``--sizes``
+prediction (``dama_det.inference.predict_images.predict_one``) of one image per ``--sizes``
 at ``--batch-image``: wall s, s/Mpx (constant when time is linear in the area), peak
 RSS growth during the prediction (flat when memory does not grow with the image beyond
 its label image).
@@ -130,7 +130,7 @@ def windows_per_second(args) -> tuple[list[dict], int]:
 
 def image_child(args) -> dict:
     """Part 2, in a subprocess: time and peak memory of one tiled prediction."""
-    from dama_det.inference.pipeline import PredictOptions, predict_one
+    from dama_det.inference.predict_images import PredictOptions, predict_one
     from dama_det.inference.tiling import make_tile_grid
 
     pred = build_predictor(args)
@@ -174,7 +174,7 @@ def read_ahead(args) -> dict[int, float]:
     """Part 3: seconds per image of ``predict_and_write`` with 0 and 1 reader workers."""
     from dama_det.data.tiff_io import write_ome_tiff
     from dama_det.inference.inputs import collect_inputs
-    from dama_det.inference.pipeline import PredictOptions, predict_and_write
+    from dama_det.inference.predict_images import PredictOptions, predict_and_write
 
     pred = build_predictor(args)
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ import torch
 
 from dama_det.classification.augment import build_eval_transform
 from dama_det.classification.dataset import CropDataset, scan_class_folders
-from dama_det.classification.engine import evaluate
+from dama_det.classification.finetuning import evaluate
 from dama_det.classification.model import ViTArch, build_classifier
 from dama_det.cli import main
 from dama_det.utils.distributed import DistInfo

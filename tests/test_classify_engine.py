@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from dama_det.classification.augment import build_eval_transform, build_train_transform
-from dama_det.classification.engine import FinetuneConfig, accuracy_percent, evaluate, finetune
+from dama_det.classification.finetuning import FinetuneConfig, accuracy_percent, evaluate, finetune
 from dama_det.classification.model import ViTArch, build_classifier
 from dama_det.errors import DamaUserError
 from dama_det.utils.distributed import DistInfo

@@ -129,7 +129,7 @@ def test_pretrainer_forward_standardises():
 
 def test_untrained_export_is_the_seeded_initialisation_and_loads(tmp_path, capsys):
     from dama_det.modeling.encoder_weights import load_encoder_into_vit
-    from dama_det.pretrain.main import build_model
+    from dama_det.pretrain.driver import build_model
     from dama_det.pretrain.options import parse_pretrain_args
     from dama_det.utils.rng import seed_everything
 

@@ -19,7 +19,7 @@ from dama_det.cli import main
 from dama_det.data.tiff_io import write_ome_tiff
 from dama_det.errors import DamaUserError
 from dama_det.inference.inputs import collect_inputs
-from dama_det.inference.pipeline import PredictOptions, predict_and_write
+from dama_det.inference.predict_images import PredictOptions, predict_and_write
 from dama_det.inference.predictor import MaskRCNNTilePredictor
 from dama_det.inference.tiling import ImageToTile, make_tile_grid, predict_images_tiled
 

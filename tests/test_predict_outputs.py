@@ -94,7 +94,7 @@ def test_collect_inputs_folder_json_and_errors(tmp_path):
 def test_predict_one_scales_like_the_mapper():
     """uint16 raw image + dtype_max / percentile scaling == predicting the scaled image."""
     from dama_det.data.normalize import scale_intensities
-    from dama_det.inference.pipeline import PredictOptions, predict_one
+    from dama_det.inference.predict_images import PredictOptions, predict_one
 
     image, _ = blob_image(192, n_small=20, channels=2, seed=4)
     raw = (image * 65535).astype(np.uint16).astype(np.float32)

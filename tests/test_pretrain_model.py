@@ -11,7 +11,7 @@ from dama_det.encoder_export.format import load_encoder_export
 from dama_det.errors import DamaUserError
 from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
 from dama_det.pretrain.export import export_pretrainer
-from dama_det.pretrain.main import build_optimizer
+from dama_det.pretrain.driver import build_optimizer
 from dama_det.pretrain.masking import random_mask
 from dama_det.pretrain.models_mae import MaskedAutoencoderViT, mae_config
 

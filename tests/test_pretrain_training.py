@@ -17,7 +17,7 @@ from dama_det.data.tiff_io import write_ome_tiff
 from dama_det.encoder_export.format import load_encoder_export
 from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
 from dama_det.pretrain.export import export_checkpoint
-from dama_det.pretrain.main import build_optimizer, run_pretraining
+from dama_det.pretrain.driver import build_optimizer, run_pretraining
 from dama_det.pretrain.models_mae import mae_config
 from dama_det.pretrain.options import parse_pretrain_args
 
@@ -154,7 +154,7 @@ def test_two_process_gloo_ddp_run(tmp_path):
 
 
 def test_cosine_schedule_with_per_iteration_warmup():
-    from dama_det.pretrain.engine import cosine_lr
+    from dama_det.pretrain.epoch_loop import cosine_lr
 
     kw = dict(base_lr=1e-3, min_lr=1e-5, warmup_epochs=2, epochs=10)
     assert cosine_lr(0.0, **kw) == 0.0

@@ -119,7 +119,7 @@ def load_predict_config(config_file: str | None, weights: str):
 def run(args: argparse.Namespace) -> int:
     """Run ``dama-det predict``; returns the exit status."""
     from ..inference.inputs import collect_inputs
-    from ..inference.pipeline import (
+    from ..inference.predict_images import (
         PREDICTIONS_JSON, PredictOptions, earlier_prediction_outputs, predict_and_write,
     )
     from ..inference.predictor import MaskRCNNTilePredictor

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         job = submit_pretraining(args)
         print(f"submitted SLURM job {job.job_id}; logs in {args.slurm_dir or args.output_dir + '/slurm'}")
         return 0
-    from ..pretrain.main import run_pretraining
+    from ..pretrain.driver import run_pretraining
 
     run_pretraining(args)
     return 0

@@ -188,7 +188,7 @@ def extract_cell_crops(
     from skimage.filters import threshold_otsu
     from tqdm.auto import tqdm
 
-    from .synth_io import staged_output_dir, write_csv
+    from .synth.io import staged_output_dir, write_csv
     from .tiff_io import read_image, write_ome_tiff
 
     for name, value, low in (("crop_size", crop_size, 8), ("tile_size", tile_size, 16)):

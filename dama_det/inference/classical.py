@@ -260,7 +260,7 @@ def predict_classical(
     from ..utils import atomic_write_json
     from .inputs import collect_inputs
     from .outputs import CATEGORY, render_overlay, write_png
-    from .pipeline import PREDICTIONS_JSON
+    from .predict_images import PREDICTIONS_JSON
 
     unknown = set(params) - set(DEFAULTS) - {"footprint"}
     if unknown:

@@ -11,7 +11,7 @@ Modules (import what you need; this package file stays light so that the CLI's
   ``mae``; ``register_method`` adds one), torch-free.
 - :mod:`.dama`: ``DAMAPretrainer``, which runs the registered method it is given.
 - :mod:`.dataset`, :mod:`.augment`: TIFF crop folder and the paper's augmentations.
-- :mod:`.engine`, :mod:`.main`, :mod:`.checkpoint`: training loop, driver
+- :mod:`.epoch_loop`, :mod:`.driver`, :mod:`.checkpoint`: training loop, driver
   (``run_pretraining``), exact-resume checkpoints.
 - :mod:`.visualize`: reconstruction figures. :mod:`.slurm`: submitit submission.
 - :mod:`.export`: encoder exports of a pretrainer or checkpoint (``export_checkpoint``;

@@ -1,7 +1,7 @@
 """Submit pretraining to SLURM with submitit (``dama-det pretrain --slurm``).
 
 One task per GPU on ``--nodes`` nodes; each task exports the torch.distributed
-environment from SLURM's and runs :func:`main.run_pretraining`. On pre-emption or
+environment from SLURM's and runs :func:`driver.run_pretraining`. On pre-emption or
 time-out submitit calls :meth:`PretrainJob.checkpoint`, which requeues the job with
 ``--resume auto`` so it continues from ``checkpoint-last.pth``.
 """
@@ -21,7 +21,7 @@ class PretrainJob:
     def __call__(self) -> dict:
         import submitit
 
-        from .main import run_pretraining
+        from .driver import run_pretraining
 
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         args = copy.copy(self.args)

@@ -4,8 +4,8 @@ Seven channels (DAPI, Histones, NeuN, S100, Olig2, Iba1, RECA1) and five cell ty
 each bright in its marker: neurons (NeuN nucleus + soma), astrocytes (S100 soma and
 star-shaped processes), oligodendrocytes (Olig2 nucleus), microglia (Iba1 small soma
 with ramified processes) and endothelial cells (RECA1, elongated along curved
-capillaries). Cell shapes are in :mod:`.synth_shapes`, the tissue layout in
-:mod:`.synth_layout`, the stains, optics and camera model in :mod:`.synth_render`.
+capillaries). Cell shapes are in :mod:`.shapes`, the tissue layout in
+:mod:`.layout`, the stains, optics and camera model in :mod:`.render`.
 
 Folder written by :func:`generate_dataset` (``dama-det data synth --out DIR``)::
 
@@ -30,23 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DamaUserError
-from ..utils import atomic_write_json
-from .synth_io import staged_output_dir, write_csv
-from .synth_render import CHANNEL_NAMES, MARKER_OF_TYPE, RenderedScene, render_scene
-from .synth_layout import sample_scene
-from .synth_shapes import CELL_TYPES
-
-__all__ = [
-    "CHANNEL_NAMES",
-    "CELL_TYPES",
-    "MARKER_OF_TYPE",
-    "generate_crops",
-    "generate_dataset",
-    "render_crop",
-    "render_crops",
-    "render_tile",
-]
+from ...errors import DamaUserError
+from ...utils import atomic_write_json
+from .io import staged_output_dir, write_csv
+from .render import CHANNEL_NAMES, MARKER_OF_TYPE, RenderedScene, render_scene
+from .layout import sample_scene
+from .shapes import CELL_TYPES
 
 SPLITS = ("train", "val")
 _CROP_MARGIN = 16  # scene margin around a crop sheet so that blur/neighbours are natural
@@ -71,7 +60,7 @@ def render_tile(tile_size: int = 512, seed: int = 0, index: int = 0, split: str 
         split: "train" or "val" (independent random streams).
 
     Returns:
-        :class:`~dama_det.data.synth_render.RenderedScene` with ``image``
+        :class:`~dama_det.data.render.RenderedScene` with ``image``
         ``(7, tile_size, tile_size)`` uint16, ``labels`` ``(tile_size, tile_size)``
         int32 and ``cell_types``.
     """
@@ -129,7 +118,7 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 
 def _write_crops(out: Path, n_per_type: int, crop_size: int, seed: int, progress: bool,
                  keep_examples: int = 0) -> tuple[list[Path], dict[str, list[np.ndarray]]]:
-    from .tiff_io import write_ome_tiff
+    from ..tiff_io import write_ome_tiff
 
     written: list[Path] = []
     rows: list[tuple[str, str]] = []
@@ -187,7 +176,7 @@ def generate_crops(
 
 
 def _split_annotations(rendered: RenderedScene, image_id: int, start_id: int) -> list[dict[str, Any]]:
-    from .coco_labels import label_image_to_annotations
+    from ..coco_labels import label_image_to_annotations
 
     anns = label_image_to_annotations(rendered.labels, image_id, start_id=start_id)
     for ann in anns:
@@ -234,7 +223,7 @@ def generate_dataset(
     tile_size = _check_positive("tile_size", tile_size, 64)
     n_crops_per_type = _check_positive("n_crops_per_type", n_crops_per_type, 0)
     crop_size = _check_positive("crop_size", crop_size, 16)
-    from .tiff_io import write_label_image, write_ome_tiff
+    from ..tiff_io import write_label_image, write_ome_tiff
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -297,7 +286,7 @@ def generate_dataset(
         }
         result["preview"] = None
         if preview and first_tile is not None:
-            from .preview import write_dataset_preview
+            from ..preview import write_dataset_preview
 
             result["preview"] = write_dataset_preview(
                 stage / "preview.png", first_tile.image, first_tile.labels,

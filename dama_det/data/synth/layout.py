@@ -5,7 +5,7 @@ a few gently curving capillaries with elongated endothelial cells on their walls
 then neurons, astrocytes, oligodendrocytes and microglia placed by a clustered point
 process (dense mixed clusters with touching and overlapping cells, rows of
 interfascicular oligodendrocytes, scattered cells in between), kept off the vessels.
-Cell shapes come from :mod:`.synth_shapes`.
+Cell shapes come from :mod:`.shapes`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .synth_shapes import BODY_RADIUS, CELL_TYPES, Cell, make_cell, random_walk_paths
+from .shapes import BODY_RADIUS, CELL_TYPES, Cell, make_cell, random_walk_paths
 
 # Relative abundance of the parenchymal types (endothelial cells come from vessels).
 TYPE_FREQUENCY = {"neuron": 0.34, "astrocyte": 0.2, "oligodendrocyte": 0.28, "microglia": 0.18}

@@ -5,8 +5,8 @@ about 0.65 um per pixel: neuronal nuclei have radii of 7-9 px, glial nuclei 4-6 
 neuronal somata 11-14 px. :func:`make_cell` builds one cell of a type: a star-convex
 body polygon (pyramidal for neurons, elongated for endothelial cells), a nucleus
 polygon and, for astrocytes (star-shaped) and microglia (ramified), a point cloud of
-branching processes. The tissue layout is in :mod:`.synth_layout`, rendering in
-:mod:`.synth_render`.
+branching processes. The tissue layout is in :mod:`.layout`, rendering in
+:mod:`.render`.
 """
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.draw import polygon as draw_polygon
 
-from .synth_layout import Scene
-from .synth_shapes import Cell
+from .layout import Scene
+from .shapes import Cell
 
 CHANNEL_NAMES: tuple[str, ...] = ("DAPI", "Histones", "NeuN", "S100", "Olig2", "Iba1", "RECA1")
 MARKER_OF_TYPE = {
@@ -313,7 +313,7 @@ def render_scene(
 
     Args:
         rng: random generator.
-        scene: layout from :func:`.synth_layout.sample_scene`.
+        scene: layout from :func:`.layout.sample_scene`.
         fov_origin: position of the scene in the illumination field of view; random
             when None.
         min_visible: cells with fewer visible (top-most) pixels are dropped from the

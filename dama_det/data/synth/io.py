@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..errors import DamaUserError
-from ..utils import atomic_write_bytes, check_output_dir
+from ...errors import DamaUserError
+from ...utils import atomic_write_bytes, check_output_dir
 
 
 @contextmanager

@@ -36,7 +36,7 @@ from .augment import pretrain_transform, resize_transform
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .dama import DAMAPretrainer, MethodConfig
 from .dataset import CropFolderDataset
-from .engine import train_one_epoch
+from .epoch_loop import train_one_epoch
 from .export import export_pretrainer, pretrainer_export
 from .models_mae import mae_config
 from .visualize import save_reconstruction_figure

@@ -1,0 +1,73 @@
+"""What ``dama-det classify`` is asked to do: the compared methods and the run's options.
+
+A method is ``random`` (random init, the baseline) or ``NAME=EXPORT.pth`` (a ViT
+initialised from an encoder export); :func:`parse_method` reads one ``--method``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..encoder_export.format import ViTArch
+from ..errors import DamaUserError
+from .finetuning import FinetuneConfig
+from .table import BASELINE
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+@dataclass
+class ClassifyMethod:
+    """A method to compare: a name and an encoder export (None = random init)."""
+
+    name: str
+    export_path: Path | None = None
+
+
+def parse_method(text: str) -> ClassifyMethod:
+    """Parse ``--method``: ``random`` or ``NAME=EXPORT.pth``.
+
+    Raises:
+        DamaUserError: malformed value or unusable name.
+    """
+    name, sep, path = text.partition("=")
+    name = name.strip()
+    if not _NAME_RE.match(name):
+        raise DamaUserError(
+            f"--method {text!r}: the name must be letters, digits, '.', '_', '+' or '-'"
+        )
+    if name == BASELINE:
+        if sep:
+            raise DamaUserError(f"--method {text!r}: 'random' is random init and takes no export")
+        return ClassifyMethod(name)
+    if not sep or not path.strip():
+        raise DamaUserError(f"--method {text!r}: give NAME=EXPORT.pth (or 'random')")
+    return ClassifyMethod(name, Path(path.strip()).expanduser())
+
+
+@dataclass
+class ClassifyOptions:
+    """Everything ``dama-det classify`` needs (see the CLI for each field's meaning)."""
+
+    out: Path
+    methods: list[ClassifyMethod]
+    data: Path | None = None
+    folds: int = 10
+    folds_file: Path | None = None
+    seed: int = 0
+    img_size: int | None = None
+    arch: ViTArch | None = None
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    device: str = "auto"
+    amp: str = "auto"
+    eval_batch_size: int = 256
+    intensity_scaling: str = "dtype_max"
+    percentile_range: tuple[float, float] = (1.0, 99.8)
+    pixel_stats: str = "data"  # "data": standardise with the training fold's mean/std; "none"
+    synth_per_class: int = 100
+    synth_crop_size: int = 128
+    save_models: bool = False
+    restart: bool = False
+    quiet: bool = False
+
