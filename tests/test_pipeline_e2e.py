@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dama_det.cli import main
-from dama_det.pipeline import compare as compare_mod
+from dama_det.pipeline import steps
 from dama_det.pipeline.compare import run_comparison
 
 pytestmark = pytest.mark.slow
@@ -84,7 +84,7 @@ methods: [random, init, mae]
 probe: {{task: celltype, data: {data}/crops, max_images: 24}}
 """)
     out = tmp_path / "cmp"
-    real_cli, calls = compare_mod.run_cli, []
+    real_cli, calls = steps.run_cli, []
 
     def dying_cli(argv, log=print):
         calls.append(argv[0])
@@ -92,7 +92,7 @@ probe: {{task: celltype, data: {data}/crops, max_images: 24}}
             raise KeyboardInterrupt
         real_cli(argv, log)
 
-    monkeypatch.setattr(compare_mod, "run_cli", dying_cli)
+    monkeypatch.setattr(steps, "run_cli", dying_cli)  # every stage runs through it
     with pytest.raises(KeyboardInterrupt):
         run_comparison(desc, out, device="cpu")
     assert (out / "runs" / "random" / "seed0" / "predictions" / "predictions.json").is_file()

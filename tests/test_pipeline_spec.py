@@ -73,7 +73,7 @@ probe: {max_images: 12}
 
 
 def test_method_pretrain_override_reaches_the_pretrain_command(tmp_path, monkeypatch):
-    from dama_det.pipeline import compare as compare_mod
+    from dama_det.pipeline import compare as compare_mod, steps
 
     spec = load_run_spec(_write(tmp_path, """
 dataset: {type: synth}
@@ -90,7 +90,7 @@ methods: [dama, {name: dama-long, method: dama, pretrain: {epochs: 40}}]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(EMPTY_ZIP)  # what a complete checkpoint looks like to run_stage
 
-    monkeypatch.setattr(compare_mod, "run_cli", fake_cli)
+    monkeypatch.setattr(steps, "run_cli", fake_cli)  # every stage runs through it
     cmp = compare_mod.Comparison(spec, tmp_path / "out", log=lambda s: None)
     for m in spec.methods:
         cmp.pretrained_encoder(m, 0, tmp_path / "crops", 7)

@@ -32,7 +32,8 @@ from typing import Callable
 from ..utils.io import atomic_write_bytes
 from .compare_results import fraction_tag, write_results
 from .run_spec import MethodSpec, RunSpec, load_run_spec
-from .stages import evaluation_lacks, iteration_schedule_opts, run_cli, run_stage
+from . import steps
+from .stages import evaluation_lacks, run_stage
 
 
 class Comparison:
@@ -57,30 +58,24 @@ class Comparison:
         """Return (train_json, val_json, pretraining crops folder, channel count)."""
         d, data = self.spec.dataset, self.data
         if d["type"] == "synth":
-            args = ["data", "synth", "--out", str(data), "--seed", str(d.get("seed", 0)),
-                    "--quiet"]
-            for key in ("n_train_tiles", "n_val_tiles", "tile_size", "n_crops_per_type"):
-                if key in d:
-                    args += [f"--{key.replace('_', '-')}", str(d[key])]
             train, val = data / "tiles" / "train.json", data / "tiles" / "val.json"
             self._stage("data: synthetic tissue", [data / "meta.json", train, val],
-                        lambda: run_cli(args, self.log))
+                        lambda: steps.synth_data(
+                            data, seed=d.get("seed", 0), n_train_tiles=d.get("n_train_tiles"),
+                            n_val_tiles=d.get("n_val_tiles"), tile_size=d.get("tile_size"),
+                            n_crops_per_type=d.get("n_crops_per_type"), quiet=True, log=self.log))
             return train, val, data / "crops", 7
         if d["type"] == "coco":
             return d["train_json"], d["val_json"], d["pretrain_crops"], self._channels(d["train_json"])
         train, val, crops = data / "train.json", data / "val.json", data / "crops"
         self._stage("data: training images -> COCO", [train],
-                    lambda: run_cli(["data", "to-coco", str(d["train"]), "--out", str(train),
-                                  "--quiet"], self.log))
+                    lambda: steps.images_to_coco(d["train"], train, log=self.log))
         self._stage("data: validation images -> COCO", [val],
-                    lambda: run_cli(["data", "to-coco", str(d["val"]), "--out", str(val),
-                                  "--quiet"], self.log))
-        crop_args = ["data", "crops", str(d["train"]), "--out", str(crops), "--quiet",
-                     "--crop-size", str(d.get("crop_size", 128))]
-        if "max_crops" in d:
-            crop_args += ["--max-crops", str(d["max_crops"])]
+                    lambda: steps.images_to_coco(d["val"], val, log=self.log))
         self._stage("data: cell-centred pretraining crops", [crops / "crops.csv"],
-                    lambda: run_cli(crop_args, self.log))
+                    lambda: steps.pretraining_crops(d["train"], crops,
+                                                    crop_size=d.get("crop_size", 128),
+                                                    max_crops=d.get("max_crops"), log=self.log))
         return train, val, crops, self._channels(train)
 
     @staticmethod
@@ -114,27 +109,25 @@ class Comparison:
         if m.kind in ("pretrain", "init"):
             p = self.spec.pretrain_of(m)
             method = m.method or "mae"
-            args = ["pretrain", "--data", str(crops), "--output-dir", str(run / "pretrain"),
-                    "--method", method, "--model", str(p.get("model", "test")),
-                    "--epochs", str(p.get("epochs", 30)),
-                    "--batch-size", str(p.get("batch_size", 32)),
-                    "--in-chans", str(channels), "--seed", str(seed), "--device", self.device,
-                    "--num-workers", "0", "--resume", "auto", "--no-progress",
-                    *[str(a) for a in p.get("args", [])]]
-            for key in ("img_size", "blr"):
-                if key in p:
-                    args += [f"--{key.replace('_', '-')}", str(p[key])]
+
+            def pretrain(untrained: bool) -> Path:
+                return steps.pretrain(
+                    crops, run / "pretrain", method=method, model=str(p.get("model", "test")),
+                    seed=seed, device=self.device, epochs=p.get("epochs", 30),
+                    batch_size=p.get("batch_size", 32), in_chans=channels,
+                    img_size=p.get("img_size"), blr=p.get("blr"), untrained=untrained,
+                    progress=False, extra_args=p.get("args", []), log=self.log)
+
             if m.kind == "init":
                 encoder = run / "pretrain" / "encoder.pth"
-                self._stage(f"{tag}: untrained export", [encoder],
-                            lambda: run_cli(args + ["--untrained"], self.log))
+                self._stage(f"{tag}: untrained export", [encoder], lambda: pretrain(True))
             else:
                 self._stage(f"{tag}: pretrain {method}", [run / "pretrain" / "encoder.pth"],
-                            lambda: run_cli(args, self.log))
+                            lambda: pretrain(False))
                 encoder = run / "encoder.pth"
                 self._stage(f"{tag}: export encoder", [encoder],
-                            lambda: run_cli(["export", str(run / "pretrain" / "checkpoint-last.pth"),
-                                             "--out", str(encoder)], self.log))
+                            lambda: steps.export_encoder(run / "pretrain" / "checkpoint-last.pth",
+                                                         encoder, log=self.log))
         return encoder
 
     def probe(self, m: MethodSpec, seed: int, encoder: Path | None, crops: Path) -> dict | None:
@@ -143,14 +136,11 @@ class Comparison:
         if p is None or encoder is None:
             return None
         out = self.out / "runs" / m.name / f"seed{seed}" / f"probe_{p['task']}.json"
-        args = ["probe", "--weights", str(encoder), "--task", p["task"],
-                "--data", str(p.get("data", crops)), "--seed", str(seed),
-                "--device", self.device, "--out", str(out), "--quiet"]
-        if "max_images" in p:
-            args += ["--max-images", str(p["max_images"])]
-        args += [str(a) for a in p.get("args", [])]
         self._stage(f"{m.name} seed {seed}: {p['task']} probe of the frozen encoder", [out],
-                    lambda: run_cli(args, self.log))
+                    lambda: steps.probe(encoder, out, task=p["task"], data=p.get("data", crops),
+                                        seed=seed, device=self.device,
+                                        max_images=p.get("max_images"),
+                                        extra_args=p.get("args", []), log=self.log))
         return json.loads(out.read_text())
 
     def run_method(self, m: MethodSpec, seed: int, fraction: float, train: Path, val: Path,
@@ -160,32 +150,22 @@ class Comparison:
         if m.kind == "classical":  # no training: one prediction serves every seed and fraction
             preds = self.out / "runs" / m.name / "predictions" / "predictions.json"
             self._stage(f"{m.name}: Otsu + watershed on the validation images", [preds],
-                        lambda: run_cli(["classical", str(val), "--out", str(preds.parent),
-                                         "--quiet"], self.log))
+                        lambda: steps.classical(val, preds.parent, log=self.log))
             return preds
         run = self.out / "runs" / m.name / f"seed{seed}"
         tag = f"{m.name} seed {seed}" + (f" {100 * fraction:g} % labels" if fraction < 1 else "")
         detector, predictions = (run / f"{name}{fraction_tag(fraction)}"
                                  for name in ("detector", "predictions"))
         det = self.spec.detection
-        train_args = ["train", "--config-file", str(det["config"]),
-                      "--output-dir", str(detector), "--train-json", str(train),
-                      "--val-json", str(val), "--resume", "--seed", str(seed)]
-        if encoder is not None:
-            train_args += ["--weights", str(encoder)]
-        if self.device != "auto":
-            train_args += ["--device", self.device]
-        opts = [str(o) for o in det.get("opts", [])]
-        if det.get("iters"):
-            opts = [*iteration_schedule_opts(int(det["iters"])), *opts]
         self._stage(f"{tag}: train Mask R-CNN", [detector / "model_final.pth"],
-                    lambda: run_cli(train_args + opts, self.log))
+                    lambda: steps.train_detector(
+                        det["config"], detector, train_json=train, val_json=val, seed=seed,
+                        device=self.device, weights=encoder, iters=det.get("iters") or None,
+                        opts=det.get("opts", []), log=self.log))
         preds = predictions / "predictions.json"
         self._stage(f"{tag}: predict validation images", [preds],
-                    lambda: run_cli(["predict", str(val), "--weights",
-                                  str(detector / "model_final.pth"), "--out",
-                                  str(predictions), "--score-thresh", "0.05",
-                                  "--device", self.device, "--quiet", "--overwrite"], self.log))
+                    lambda: steps.predict(val, detector / "model_final.pth", predictions,
+                                          device=self.device, quiet=True, log=self.log))
         return preds
 
     def _stage(self, name, outputs, fn):
@@ -216,13 +196,12 @@ class Comparison:
     def evaluate(self, preds: dict[str, Path], val: Path, name: str) -> dict:
         """Evaluate all methods' predictions together into ``eval/<name>``; its metrics."""
         ev = self.out / "eval" / name
-        args = ["eval", "--gt", str(val), "--out", str(ev), "--results",
-                *[f"{method}={p}" for method, p in preds.items()]]
-        if self.spec.evaluation.get("max_dets"):
-            args += ["--max-dets", str(self.spec.evaluation["max_dets"])]
-        args += ["--area-ranges", str(self.spec.evaluation.get("area_ranges", "cells"))]
         done = ev / "metrics.json"
-        run_stage(f"{name}: evaluate all methods", [done], lambda: run_cli(args, self.log),
+        settings = self.spec.evaluation
+        run_stage(f"{name}: evaluate all methods", [done],
+                  lambda: steps.evaluate(val, preds, ev, max_dets=settings.get("max_dets"),
+                                         area_ranges=settings.get("area_ranges", "cells"),
+                                         log=self.log),
                   force=self.force or evaluation_lacks(done, preds), log=self.log)
         return json.loads(done.read_text())
 

@@ -25,7 +25,8 @@ from typing import Callable
 
 from ..errors import DamaUserError
 from .report import write_demo_report
-from .stages import StageResult, evaluation_lacks, iteration_schedule_opts, run_cli, run_stage
+from . import steps
+from .stages import StageResult, evaluation_lacks, run_stage
 
 
 @dataclass
@@ -98,37 +99,34 @@ def run_demo(
         results.append(run_stage(name, outputs, fn, force=force, log=log))
 
     stage("1/7 data: synthetic 7-channel tissue", [data / "meta.json", train_json, val_json],
-          lambda: run_cli(["data", "synth", "--out", str(data), "--n-train-tiles", str(size.train_tiles),
-                        "--n-val-tiles", str(size.val_tiles), "--tile-size", str(size.tile_size),
-                        "--n-crops-per-type", str(size.crops_per_type), "--seed", str(seed)], log))
+          lambda: steps.synth_data(data, seed=seed, n_train_tiles=size.train_tiles,
+                                   n_val_tiles=size.val_tiles, tile_size=size.tile_size,
+                                   n_crops_per_type=size.crops_per_type, log=log))
+
+    def pretrain(out: Path, untrained: bool) -> Path:
+        return steps.pretrain(
+            data / "crops", out, method=size.method, model=size.pretrain_model, seed=seed,
+            device=device, untrained=untrained, overwrite=force,
+            **({} if untrained else dict(
+                epochs=size.pretrain_epochs, warmup_epochs=max(1, size.pretrain_epochs // 10),
+                batch_size=size.pretrain_batch, blr=size.pretrain_blr)), log=log)
+
     stage(f"2/7 pretrain: {size.method} ({size.pretrain_model} ViT, {size.pretrain_epochs} epochs)",
           [pre / "encoder.pth"],  # written when the whole schedule has run
-          lambda: run_cli(["pretrain", "--data", str(data / "crops"), "--output-dir", str(pre),
-                        "--method", size.method, "--model", size.pretrain_model,
-                        "--epochs", str(size.pretrain_epochs),
-                        "--warmup-epochs", str(max(1, size.pretrain_epochs // 10)),
-                        "--batch-size", str(size.pretrain_batch), "--blr", str(size.pretrain_blr),
-                        "--seed", str(seed),
-                        "--device", device, "--num-workers", "0",
-                        *(["--overwrite"] if force else ["--resume", "auto"])], log))
+          lambda: pretrain(pre, untrained=False))
     stage("3/7 export: student-1 encoder", [encoder],
-          lambda: run_cli(["export", str(pre / "checkpoint-last.pth"), "--out", str(encoder)], log))
-    det_opts = ["--seed", str(seed)]
-    if size.det_iters:
-        det_opts += iteration_schedule_opts(size.det_iters)
+          lambda: steps.export_encoder(pre / "checkpoint-last.pth", encoder, log=log))
 
     def detector(name: str, what: str, weights: Path | None, det: Path, pred: Path) -> None:
         stage(f"4/7 train: Mask R-CNN from {what}", [det / "model_final.pth"],
-              lambda: run_cli(["train", "--config-file", size.det_config, "--output-dir", str(det),
-                            "--train-json", str(train_json), "--val-json", str(val_json),
-                            *(["--weights", str(weights)] if weights else []),
-                            *(["--overwrite"] if force else ["--resume"]),
-                            *(["--device", device] if device != "auto" else []), *det_opts], log))
+              lambda: steps.train_detector(size.det_config, det, train_json=train_json,
+                                           val_json=val_json, seed=seed, device=device,
+                                           weights=weights, iters=size.det_iters or None,
+                                           overwrite=force, log=log))
         stage(f"5/7 predict: tiled inference on the validation tiles ({name})",
-              [pred / "predictions.json"],
-              lambda: run_cli(["predict", str(val_json), "--weights", str(det / "model_final.pth"),
-                            "--out", str(pred), "--score-thresh", "0.05", "--device", device,
-                            "--overwrite"], log))  # runs only when unfinished or forced
+              [pred / "predictions.json"],  # runs only when unfinished or forced
+              lambda: steps.predict(val_json, det / "model_final.pth", pred, device=device,
+                                    log=log))
 
     detector(size.method, "the pretrained encoder", encoder, det, pred)
     methods = {size.method: pred / "predictions.json"}
@@ -136,11 +134,7 @@ def run_demo(
         ctl = out / "controls"
         init_export = ctl / "init" / "encoder.pth"
         stage("3/7 export: the untrained encoder (control 'init')", [init_export],
-              lambda: run_cli(["pretrain", "--data", str(data / "crops"), "--output-dir",
-                               str(init_export.parent), "--method", size.method,
-                               "--model", size.pretrain_model, "--seed", str(seed),
-                               "--device", device, "--num-workers", "0", "--untrained",
-                               *(["--overwrite"] if force else ["--resume", "auto"])], log))
+              lambda: pretrain(init_export.parent, untrained=True))
         for name, what, weights in (("random", "random init (control)", None),
                                     ("init", "the untrained export (control)", init_export)):
             detector(name, what, weights, ctl / name / "detector", ctl / name / "predictions")
@@ -149,10 +143,8 @@ def run_demo(
 
     def evaluate():
         if force or not classical.is_file():  # the training-free floor: seconds
-            run_cli(["classical", str(val_json), "--out", str(classical.parent), "--quiet"], log)
-        run_cli(["eval", "--gt", str(val_json), "--results",
-                 *[f"{name}={p}" for name, p in methods.items()], f"classical={classical}",
-                 "--out", str(ev), "--area-ranges", "cells"], log)
+            steps.classical(val_json, classical.parent, log=log)
+        steps.evaluate(val_json, {**methods, "classical": classical}, ev, log=log)
 
     metrics_file = ev / "metrics.json"
     results.append(run_stage(  # re-evaluated when the controls were added to a finished demo
