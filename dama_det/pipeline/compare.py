@@ -67,7 +67,8 @@ class Comparison:
                         lambda: run_cli(args, self.log))
             return train, val, data / "crops", 7
         if d["type"] == "coco":
-            return d["train_json"], d["val_json"], d["pretrain_crops"], self._channels(d["train_json"])
+            return (d["train_json"], d["val_json"], d["pretrain_crops"],
+                    self._channels(d["train_json"]))
         train, val, crops = data / "train.json", data / "val.json", data / "crops"
         self._stage("data: training images -> COCO", [train],
                     lambda: run_cli(["data", "to-coco", str(d["train"]), "--out", str(train),
@@ -106,7 +107,8 @@ class Comparison:
                     lambda: write_label_subset(train, fraction, seed, subset))
         return subset
 
-    def pretrained_encoder(self, m: MethodSpec, seed: int, crops: Path, channels: int) -> Path | None:
+    def pretrained_encoder(self, m: MethodSpec, seed: int, crops: Path,
+                           channels: int) -> Path | None:
         """Pretrain and export (methods ``init`` and pretraining); the encoder to load."""
         run = self.out / "runs" / m.name / f"seed{seed}"
         tag = f"{m.name} seed {seed}"
@@ -133,7 +135,8 @@ class Comparison:
                             lambda: run_cli(args, self.log))
                 encoder = run / "encoder.pth"
                 self._stage(f"{tag}: export encoder", [encoder],
-                            lambda: run_cli(["export", str(run / "pretrain" / "checkpoint-last.pth"),
+                            lambda: run_cli(["export",
+                                             str(run / "pretrain" / "checkpoint-last.pth"),
                                              "--out", str(encoder)], self.log))
         return encoder
 
@@ -209,7 +212,8 @@ class Comparison:
                 labelled = self.labelled_train(train, fraction, seed)
                 preds = {m.name: self.run_method(m, seed, fraction, labelled, val, encoders[m.name])
                          for m in self.spec.methods}
-                metrics[fraction][seed] = self.evaluate(preds, val, f"seed{seed}{fraction_tag(fraction)}")
+                metrics[fraction][seed] = self.evaluate(preds, val,
+                                                        f"seed{seed}{fraction_tag(fraction)}")
         return write_results(self.out, self.spec, metrics,
                              probes=probes if self.spec.probe else None)
 

@@ -55,7 +55,8 @@ PRESETS: dict[str, DemoSize] = {
                       det_iters=6),
     # ViT-tiny, the paper's pretraining recipe shortened; for a GPU.
     "gpu": DemoSize(train_tiles=64, val_tiles=8, tile_size=512, crops_per_type=2000,
-                    pretrain_model="tiny", pretrain_epochs=200, pretrain_batch=256, pretrain_blr=1.5e-4,
+                    pretrain_model="tiny", pretrain_epochs=200, pretrain_batch=256,
+                    pretrain_blr=1.5e-4,
                     det_config="mask_rcnn_dama_vit_tiny_50ep_synth7.yaml", det_iters=0),
 }
 
@@ -98,7 +99,8 @@ def run_demo(
         results.append(run_stage(name, outputs, fn, force=force, log=log))
 
     stage("1/7 data: synthetic 7-channel tissue", [data / "meta.json", train_json, val_json],
-          lambda: run_cli(["data", "synth", "--out", str(data), "--n-train-tiles", str(size.train_tiles),
+          lambda: run_cli(["data", "synth", "--out", str(data),
+                           "--n-train-tiles", str(size.train_tiles),
                         "--n-val-tiles", str(size.val_tiles), "--tile-size", str(size.tile_size),
                         "--n-crops-per-type", str(size.crops_per_type), "--seed", str(seed)], log))
     stage(f"2/7 pretrain: {size.method} ({size.pretrain_model} ViT, {size.pretrain_epochs} epochs)",
