@@ -2,7 +2,7 @@
 # on first use, then run. Re-running reinstalls nothing unless setup.py or the install
 # script changed.
 #
-#   make test                 run the test suite
+#   make test                 lint (ruff) and run the test suite
 #   make demo                 the main job on the built-in synthetic data
 #   make venv                 only create/refresh the environment
 #   make TORCH="torch torchvision --index-url ..." venv   pick another torch build
@@ -27,8 +27,10 @@ $(STAMP): setup.py tools/install_detectron2.py Makefile
 	$(PY) tools/install_detectron2.py
 	@touch $(STAMP)
 
+# ruff lints first (config: pyproject.toml); a lint error fails the target.
 # pytest's exit code 5 (no test collected) is turned into a failure.
 test: $(STAMP)
+	$(VENV)/bin/ruff check dama_det tests tools benchmarks
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

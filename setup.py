@@ -40,7 +40,7 @@ setup(
         "Pillow>=9",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout>=2.1"],
+        "dev": ["pytest>=7", "pytest-timeout>=2.1", "ruff>=0.4"],
         "slurm": ["submitit>=1.4"],
         "napari": ["napari>=0.4.18"],
     },

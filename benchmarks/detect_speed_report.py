@@ -100,7 +100,8 @@ def tiling_section(tiled: list[dict], run: str, args) -> str:
          "number of windows through heap fragmentation of torch's freed activations."),
         "",
         "| size | tiles | instances | wall s | wall s/Mpx | s/tile | CPU s | CPU s/Mpx | "
-        "peak RSS growth (MB) | max-RSS delta (MB) | tracemalloc peak (MB) | input image (MB) | label image (MB) |",
+        "peak RSS growth (MB) | max-RSS delta (MB) | tracemalloc peak (MB) | input image (MB) | "
+        "label image (MB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in tiled:

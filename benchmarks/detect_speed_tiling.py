@@ -88,8 +88,9 @@ class RssSampler:
 
 def tiled_child(size: int, tile: int, overlap: int, score: float) -> dict:
     """Run in a subprocess: time and memory of one tiled prediction."""
-    import torch
     import tracemalloc
+
+    import torch
 
     from dama_det.inference.predict_images import PredictOptions, predict_one
     from dama_det.inference.predictor import MaskRCNNTilePredictor

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matched-baseline", action="store_true",
                         help="also time pycocotools with maxDets [1, 10, K] (slow)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "eval_speed.md")
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).parent / "results" / "eval_speed.md")
     args = parser.parse_args(argv)
 
     from dama_det.evaluation.report import evaluate_report, write_report
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     t_matched = None
     if args.matched_baseline:
         t_matched, _ = _pycocotools_run(gt, masks_only, [1, 10, args.max_dets])
-        rows.append((f"(a') pycocotools COCOeval segm, maxDets [1, 10, {args.max_dets}]", t_matched))
+        rows.append((f"(a') pycocotools COCOeval segm, maxDets [1, 10, {args.max_dets}]",
+                     t_matched))
         print(f"(a') pycocotools matched maxDets: {t_matched:.1f} s", flush=True)
 
     max_dets = (1, 10, 100, args.max_dets)
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, seconds in rows:
         lines.append(f"| {name} | {seconds:.1f} | {seconds / t_plain:.2f} |")
     if t_matched:
-        lines += ["", f"Against the matched-maxDets baseline (a'): report {t_report / t_matched:.3f}x, "
+        lines += ["", "Against the matched-maxDets baseline (a'): "
+                  f"report {t_report / t_matched:.3f}x, "
                   f"with figures {(t_report + t_fig) / t_matched:.3f}x."]
     lines += ["", f"Target (b) <= 2 x (a): {'met' if t_report <= 2 * t_plain else 'NOT met'} "
               f"({t_report / t_plain:.2f}x); with figures {(t_report + t_fig) / t_plain:.2f}x.",

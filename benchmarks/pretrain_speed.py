@@ -55,7 +55,8 @@ def forward_gflop(model, imgs) -> float:
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     analysis = FlopCountAnalysis(model, (imgs,))
-    for op in ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product_flash_attention_for_cpu"):
+    for op in ("aten::scaled_dot_product_attention",
+               "aten::_scaled_dot_product_flash_attention_for_cpu"):
         analysis.set_op_handle(op, _sdpa_flop)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     return 2 * analysis.total() / 1e9
@@ -133,9 +134,10 @@ def _timing(size: str, dtype_name: str, steps: int, threads: int, queue) -> None
     for method, (model, _) in runs.items():
         fwd = forward_gflop(LossOnly(model).eval(), imgs[:1]) * imgs.shape[0]
         best = min(times[method])
-        out[method] = dict(size=size, method=method, dtype=dtype_name, batch=imgs.shape[0], step_s=best,
-                           median_s=sorted(times[method])[len(times[method]) // 2],
-                           images_per_s=imgs.shape[0] / best, gflop_per_step=3 * fwd, gflops=3 * fwd / best)
+        out[method] = dict(size=size, method=method, dtype=dtype_name, batch=imgs.shape[0],
+                           step_s=best, median_s=sorted(times[method])[len(times[method]) // 2],
+                           images_per_s=imgs.shape[0] / best, gflop_per_step=3 * fwd,
+                           gflops=3 * fwd / best)
     queue.put(out)
 
 
@@ -168,8 +170,10 @@ def run_isolated(target, *config):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration (best is kept)")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=5,
+                        help="timed steps per configuration (best is kept)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sizes", nargs="+", default=["test", "tiny"], choices=sorted(BATCH))
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
@@ -187,16 +191,20 @@ def main(argv: list[str] | None = None) -> int:
                 r = {**timed[method], **run_isolated(_memory, size, method, dtype, args.threads)}
                 rows.append(r)
                 print(f"{size:5s} {method:5s} {dtype}: {r['step_s'] * 1e3:8.1f} ms/step  "
-                      f"(median {r['median_s'] * 1e3:.1f})  {r['images_per_s']:7.1f} img/s  {r['gflops']:6.1f} GFLOP/s "
-                      f"({100 * r['gflops'] / ceilings[dtype]:.0f}% of matmul {ceilings[dtype]:.0f})  "
-                      f"peak RSS {r['peak_rss_mb']:.0f} MB (+{r['train_rss_mb']:.0f} MB training)", flush=True)
+                      f"(median {r['median_s'] * 1e3:.1f})  {r['images_per_s']:7.1f} img/s  "
+                      f"{r['gflops']:6.1f} GFLOP/s "
+                      f"({100 * r['gflops'] / ceilings[dtype]:.0f}% of matmul "
+                      f"{ceilings[dtype]:.0f})  "
+                      f"peak RSS {r['peak_rss_mb']:.0f} MB "
+                      f"(+{r['train_rss_mb']:.0f} MB training)", flush=True)
     load_after = os.getloadavg()
 
     lines = [
         "## Pretraining speed (CPU)",
         "",
         f"`python benchmarks/pretrain_speed.py --steps {args.steps} --threads {args.threads}`; "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, {args.threads} "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
+        f"{args.threads} "
         f"torch threads, torch {torch.__version__}; load average {load_before[0]:.1f} before / "
         f"{load_after[0]:.1f} after (the cores are shared with other jobs, so times are noisy: "
         "best of the timed steps is reported).",
@@ -206,15 +214,18 @@ def main(argv: list[str] | None = None) -> int:
         "ceiling = 2048^3 matmul in the same run: "
         + ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in ceilings.items()) + ".",
         "",
-        "| model | batch | dtype | method | ms/step (best) | ms/step (median) | images/s | GFLOP/step | GFLOP/s | % of matmul | peak RSS MB (+training) |",
+        "| model | batch | dtype | method | ms/step (best) | ms/step (median) | images/s | "
+        "GFLOP/step | GFLOP/s | % of matmul | peak RSS MB (+training) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['size']} | {r['batch']} | {r['dtype']} | {r['method']} | {r['step_s'] * 1e3:.1f} | "
+            f"| {r['size']} | {r['batch']} | {r['dtype']} | {r['method']} | "
+            f"{r['step_s'] * 1e3:.1f} | "
             f"{r['median_s'] * 1e3:.1f} | "
             f"{r['images_per_s']:.1f} | {r['gflop_per_step']:.1f} | {r['gflops']:.1f} | "
-            f"{100 * r['gflops'] / ceilings[r['dtype']]:.0f}% | {r['peak_rss_mb']:.0f} (+{r['train_rss_mb']:.0f}) |")
+            f"{100 * r['gflops'] / ceilings[r['dtype']]:.0f}% | {r['peak_rss_mb']:.0f} "
+            f"(+{r['train_rss_mb']:.0f}) |")
     lines += ["", "| model | dtype | DAMA / MAE step time, best (target <= 2.1) | same, median | "
               "DAMA / MAE FLOPs | bf16 speed-up (MAE, DAMA) |", "|---|---|---|---|---|---|"]
     by = {(r["size"], r["dtype"], r["method"]): r for r in rows}
@@ -226,10 +237,13 @@ def main(argv: list[str] | None = None) -> int:
             flops = dama["gflop_per_step"] / mae["gflop_per_step"]
             speed = ""
             if dtype == "bf16" and "fp32" in args.dtypes:
-                speed = ", ".join(f"{by[(size, 'fp32', m)]['step_s'] / by[(size, 'bf16', m)]['step_s']:.2f}x"
-                                  for m in ("mae", "dama"))
-            lines.append(f"| {size} | {dtype} | {ratio:.2f} | {median:.2f} | {flops:.2f} | {speed} |")
-            print(f"{size} {dtype}: DAMA / MAE step time = {ratio:.2f} (median {median:.2f}, FLOPs {flops:.2f})"
+                speed = ", ".join(
+                    f"{by[(size, 'fp32', m)]['step_s'] / by[(size, 'bf16', m)]['step_s']:.2f}x"
+                    for m in ("mae", "dama"))
+            lines.append(
+                f"| {size} | {dtype} | {ratio:.2f} | {median:.2f} | {flops:.2f} | {speed} |")
+            print(f"{size} {dtype}: DAMA / MAE step time = {ratio:.2f} "
+                  f"(median {median:.2f}, FLOPs {flops:.2f})"
                   + (f"; bf16 speed-up {speed}" if speed else ""))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -229,7 +229,8 @@ def report(args, windows_rows, dets, image_rows, ahead, load0, load1) -> str:
                          f"{r['image_mb']:.0f} | {r['labels_mb']:.0f} |")
         a, b = image_rows[0], image_rows[-1]
         lines += ["", f"From {a['size']}^2 to {b['size']}^2 the area grows "
-                  f"{(b['size'] / a['size']) ** 2:.1f}x, the windows {b['windows'] / a['windows']:.1f}x, "
+                  f"{(b['size'] / a['size']) ** 2:.1f}x, "
+                  f"the windows {b['windows'] / a['windows']:.1f}x, "
                   f"the wall time {b['seconds'] / a['seconds']:.1f}x; peak RSS growth "
                   f"{a['rss_growth_mb']:.0f} -> {b['rss_growth_mb']:.0f} MB.", ""]
     if ahead:

@@ -45,7 +45,8 @@ def condition_rows(name: str, folder: Path, only: list[str] | None = None) -> li
         cells = [name, m, " / ".join(f"{100 * v:.1f}" for v in mask), _fmt(mask), _fmt(box)]
         for ref in ("random", "init"):
             if ref in methods:
-                diff = [per_seed[s][m]["segm"]["AP"] - per_seed[s][ref]["segm"]["AP"] for s in seeds]
+                diff = [per_seed[s][m]["segm"]["AP"] - per_seed[s][ref]["segm"]["AP"]
+                        for s in seeds]
                 cells.append(f"{100 * np.mean(diff):+.1f} ± {100 * np.std(diff):.1f}")
             else:
                 cells.append("")
@@ -59,7 +60,8 @@ def main() -> None:
                         help="a condition name and its `dama-det compare` output folder, "
                         "optionally only the listed methods")
     parser.add_argument("--notes", type=Path, default=None,
-                        help="markdown written by hand (set-up, conclusions) placed above the table")
+                        help="markdown written by hand (set-up, conclusions) placed above "
+                             "the table")
     parser.add_argument("--after", type=Path, default=None,
                         help="markdown written by hand placed below the table (related studies)")
     parser.add_argument("--out", type=Path,

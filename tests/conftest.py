@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+# Fixtures shared by several test modules (a tiny "trained" run folder, an image folder).
+pytest_plugins = ["tests.helpers.predict_fixtures"]
+
 # ../shared beside the repository (always present in CI; absent on a user's clone).
 SHARED = Path(os.environ.get("DAMA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DSB2018 = SHARED / "data" / "dsb2018"

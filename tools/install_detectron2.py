@@ -48,6 +48,7 @@ ENV_SOURCE = "DAMA_DETECTRON2_SRC"
 
 # (path inside the wheel, old text, new text): upstream fixes 70f45430 (numpy 2) and a
 # model_zoo lookup that does not need pkg_resources (gone from setuptools >= 81).
+# Each string is a verbatim line of detectron2's source, kept whole (hence noqa: E501).
 SOURCE_PATCHES = [
     (
         "detectron2/layers/mask_ops.py",
@@ -57,13 +58,13 @@ SOURCE_PATCHES = [
     (
         "detectron2/evaluation/sem_seg_evaluation.py",
         "array = np.array(Image.open(f), copy=copy, dtype=dtype)",
-        "array = np.array(Image.open(f), dtype=dtype) if copy else np.asarray(Image.open(f), dtype=dtype)",
+        "array = np.array(Image.open(f), dtype=dtype) if copy else np.asarray(Image.open(f), dtype=dtype)",  # noqa: E501
     ),
     ("detectron2/model_zoo/model_zoo.py", "import pkg_resources\n", ""),
     (
         "detectron2/model_zoo/model_zoo.py",
-        'cfg_file = pkg_resources.resource_filename(\n        "detectron2.model_zoo", os.path.join("configs", config_path)\n    )',
-        'cfg_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", config_path)',
+        'cfg_file = pkg_resources.resource_filename(\n        "detectron2.model_zoo", os.path.join("configs", config_path)\n    )',  # noqa: E501
+        'cfg_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", config_path)',  # noqa: E501
     ),
 ]
 # Requirements as detectron2 really needs them (the source wheel pins numpy<2 and

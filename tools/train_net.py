@@ -14,7 +14,7 @@ from pathlib import Path
 # Run from a checkout without installing: make the repository importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dama_det.engine.launch import cli_main  # noqa: E402
+from dama_det.engine.launch import cli_main
 
 if __name__ == "__main__":
     sys.exit(cli_main())

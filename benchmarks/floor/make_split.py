@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held", type=int, default=72, help="images held out")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    stems = sorted(p.name[:-4] for p in args.train.glob("*.tif") if not p.name.endswith("_masks.tif"))
+    stems = sorted(p.name[:-4] for p in args.train.glob("*.tif")
+                   if not p.name.endswith("_masks.tif"))
     if len(stems) <= args.held:
         parser.error(f"{args.train}: {len(stems)} images, cannot hold out {args.held}")
     random.Random(args.seed).shuffle(stems)

@@ -3,7 +3,7 @@
 Training: torchvision's ``RandomResizedCrop`` (the paper's augmentation), horizontal
 and vertical flips (cells have no up/down), then timm's ``RandomErasing`` per sample.
 Both libraries work on ``(C, H, W)`` tensors with any ``C`` (RandomErasing takes the
-channel count from the tensor; ``tests/test_classify_augment.py`` checks it on 7
+channel count from the tensor; ``tests/classification/test_finetuning.py`` checks it on 7
 channels). Batch-level mixup/cutmix is done by ``timm.data.Mixup`` in the training
 loop. Evaluation only resizes to the model's input size.
 """

@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine)
     write_report(report, args.out, figures=not args.no_figures)
     for name, m in report.metrics().items():
-        parts = [f"{t} AP {m[t]['AP']:.4f}" for t in ("bbox", "segm") if t in m and m[t]["AP"] is not None]
+        parts = [f"{t} AP {m[t]['AP']:.4f}" for t in ("bbox", "segm")
+                 if t in m and m[t]["AP"] is not None]
         first = next(iter(m["cell"]), None)
         if first:
             parts.append(f"F1@{first} {m['cell'][first]['f1']:.4f}")

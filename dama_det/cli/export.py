@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "embed_dim, depth and num_heads: the file `dama-det train` and `dama-det classify` load.",
     )
     io = parser.add_argument_group("input / output")
-    io.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint-*.pth from dama-det pretrain")
+    io.add_argument("checkpoint", metavar="CHECKPOINT",
+                    help="checkpoint-*.pth from dama-det pretrain")
     io.add_argument("--out", required=True, metavar="FILE", help="encoder export to write (.pth)")
     parser.set_defaults(func=run)
 

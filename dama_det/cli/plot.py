@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 metrics = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
-                raise DamaUserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+                raise DamaUserError(
+                    f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
             for c in curves:
                 c.cell = metrics.get(c.name, {}).get("cell", c.cell)
         pr_ious = pr_ious or run_ious
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             pr_ious = [float(v) for v in args.iou_thresholds.replace(",", " ").split()]
         except ValueError:
-            raise DamaUserError(f"--iou-thresholds {args.iou_thresholds!r}: expected numbers") from None
+            raise DamaUserError(
+                f"--iou-thresholds {args.iou_thresholds!r}: expected numbers") from None
     for m in methods:
         for t in pr_ious:
             try:

@@ -120,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``dama-det predict``; returns the exit status."""
     from ..inference.inputs import collect_inputs
     from ..inference.predict_images import (
-        PREDICTIONS_JSON, PredictOptions, earlier_prediction_outputs, predict_and_write,
+        PREDICTIONS_JSON,
+        PredictOptions,
+        earlier_prediction_outputs,
+        predict_and_write,
     )
     from ..inference.predictor import MaskRCNNTilePredictor
     from ..inference.tiling import check_tiling

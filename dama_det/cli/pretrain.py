@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         from ..pretrain.slurm import submit_pretraining
 
         job = submit_pretraining(args)
-        print(f"submitted SLURM job {job.job_id}; logs in {args.slurm_dir or args.output_dir + '/slurm'}")
+        logs = args.slurm_dir or args.output_dir + "/slurm"
+        print(f"submitted SLURM job {job.job_id}; logs in {logs}")
         return 0
     from ..pretrain.driver import run_pretraining
 

@@ -23,8 +23,8 @@ from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 from scipy import ndimage
 
 from ..errors import DamaUserError
-from .rle import normalize_segmentation, paint_segmentations, pycocotools_rle
 from .normalize import SCALING_MODES, scale_intensities
+from .rle import normalize_segmentation, paint_segmentations, pycocotools_rle
 from .tiff_io import read_tiff
 from .transforms import apply_to_label_map, apply_to_mask_stack, build_nchannel_augmentations
 

@@ -138,7 +138,7 @@ def _to_chw(arr: np.ndarray, axes: str | None, path: Path) -> np.ndarray:
 
 
 def _check_pixel_type(dtype: np.dtype, path: Path) -> None:
-    if not (dtype == bool or np.issubdtype(dtype, np.integer)
+    if not (np.issubdtype(dtype, np.bool_) or np.issubdtype(dtype, np.integer)
             or np.issubdtype(dtype, np.floating)):
         raise DamaUserError(f"{path}: unsupported pixel type {dtype}")
 

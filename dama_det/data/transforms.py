@@ -85,7 +85,8 @@ class NativeScaleJitter(T.Augmentation):
     def __init__(self, min_scale: float, max_scale: float, interp=Image.BILINEAR):
         super().__init__()
         if not 0 < min_scale <= max_scale:
-            raise ValueError(f"scale range must satisfy 0 < min <= max, got ({min_scale}, {max_scale})")
+            raise ValueError(
+                f"scale range must satisfy 0 < min <= max, got ({min_scale}, {max_scale})")
         self.min_scale, self.max_scale, self.interp = float(min_scale), float(max_scale), interp
 
     def get_transform(self, image: np.ndarray) -> Transform:

@@ -115,7 +115,8 @@ def register_datasets_from_cfg(cfg: CfgNode) -> list[str]:
                 f"dataset {name!r} has no COCO json: pass --train-json / --val-json or set "
                 "DATASETS.TRAIN_JSON / DATASETS.TEST_JSON in the config"
             )
-        logger.info("Dataset %s: %s", name, MetadataCatalog.get(name).get("json_file", "registered"))
+        logger.info("Dataset %s: %s", name,
+                    MetadataCatalog.get(name).get("json_file", "registered"))
     return list(_json_map(cfg))
 
 

@@ -68,7 +68,8 @@ class ValidationLossHook(HookBase):
 
     def after_step(self) -> None:
         next_iter = self.trainer.iter + 1
-        if self._period > 0 and next_iter % self._period == 0 and next_iter != self.trainer.max_iter:
+        if (self._period > 0 and next_iter % self._period == 0
+                and next_iter != self.trainer.max_iter):
             self._run()
 
     def after_train(self) -> None:

@@ -190,7 +190,8 @@ def apply_pixel_stats(cfg: CfgNode) -> None:
     def load(path):
         return read_scaled_image(path, scaling, prange, expected_channels=channels)
 
-    files = sorted({d["file_name"] for name in cfg.DATASETS.TRAIN for d in DatasetCatalog.get(name)})
+    files = sorted({d["file_name"] for name in cfg.DATASETS.TRAIN
+                    for d in DatasetCatalog.get(name)})
     mean, std = pixel_stats(files, load, max_images=int(cfg.INPUT.PIXEL_STATS_MAX_IMAGES))
     cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = mean, std
     cfg.INPUT.PIXEL_STATS = "config"

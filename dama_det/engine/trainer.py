@@ -27,7 +27,6 @@ from detectron2.utils.logger import setup_logger
 
 from .. import modeling  # noqa: F401  (registers build_dama_vit_fpn_backbone)
 from ..data.mapper import NChannelDatasetMapper
-from ..errors import DamaUserError
 from .checkpoint import DamaCheckpointer
 from .evaluators import build_evaluator
 from .hooks import ValidationLossHook

@@ -28,7 +28,8 @@ LOC_IOU = 0.1
 SIM_OTH_NOTE = "single evaluation: Sim and Oth equal Loc (no class confusions with one class)"
 
 
-def breakdown_from_curves(c75: np.ndarray, c50: np.ndarray, loc: np.ndarray) -> dict[str, np.ndarray]:
+def breakdown_from_curves(c75: np.ndarray, c50: np.ndarray,
+                          loc: np.ndarray) -> dict[str, np.ndarray]:
     """Build the seven curves from the PR curves at IoU 0.75, 0.5 and 0.1.
 
     Args:

@@ -30,11 +30,19 @@ from tqdm import tqdm
 from ..errors import DamaUserError, print_warning
 from ..utils.io import atomic_write_bytes, atomic_write_json
 from .cell_metrics import (
-    DEFAULT_CELL_IOU_THRESHOLDS, DEFAULT_SCORE_THRESHOLD, cell_matching_metrics, threshold_key,
+    DEFAULT_CELL_IOU_THRESHOLDS,
+    DEFAULT_SCORE_THRESHOLD,
+    cell_matching_metrics,
+    threshold_key,
 )
 from .coco_metrics import (
-    DEFAULT_MAX_DETS, DEFAULT_PR_IOU_THRESHOLDS, CocoEvalResult, _GroundTruthIndex,
-    merged_iou_thresholds, resolve_area_ranges, run_coco_eval,
+    DEFAULT_MAX_DETS,
+    DEFAULT_PR_IOU_THRESHOLDS,
+    CocoEvalResult,
+    _GroundTruthIndex,
+    merged_iou_thresholds,
+    resolve_area_ranges,
+    run_coco_eval,
 )
 from .error_breakdown import LOC_IOU, SIM_OTH_NOTE, breakdown_areas, error_breakdown
 from .inputs import GroundTruthSource, ResultsSource, load_ground_truth, load_results
@@ -159,7 +167,8 @@ def evaluate_report(
         "area_ranges": {"all": [0.0, 1e10], **{k: list(v) for k, v in ranges.items()}},
         "cell_iou_thresholds": cell_ts,
         "cell_score_threshold": float(score_threshold),
-        "cell_matched_on": {n: ("segm" if "segm" in m.coco else "bbox") for n, m in methods.items()},
+        "cell_matched_on": {n: ("segm" if "segm" in m.coco else "bbox")
+                            for n, m in methods.items()},
         "engine": engine,
         "error_breakdown_note": SIM_OTH_NOTE,
         "n_images": len(gt_data["images"]),

@@ -94,7 +94,8 @@ class EncoderBatcher:
             hasattr(model, "preprocess_image")
 
     def _encoder_input(self, inputs: Sequence[dict[str, Any]]) -> torch.Tensor:
-        """What the encoder sees for ``inputs`` in a forward: normalised, padded ``(N, C, H, W)``."""
+        """What the encoder sees for ``inputs`` in a forward: normalised, padded
+        ``(N, C, H, W)``."""
         x = self.model.preprocess_image(list(inputs)).tensor
         pad = getattr(self.model.backbone, "encoder_input", None)
         return pad(x) if pad is not None else x
@@ -137,7 +138,8 @@ class EncoderBatcher:
         return x, windows
 
     @contextlib.contextmanager
-    def _replaying(self, expected_input: torch.Tensor, output: EncoderOutput) -> Iterator[_EncoderReplay]:
+    def _replaying(self, expected_input: torch.Tensor,
+                   output: EncoderOutput) -> Iterator[_EncoderReplay]:
         backbone = self.model.backbone
         encoder = backbone.net
         replay = _EncoderReplay(encoder, expected_input, output)

@@ -34,7 +34,8 @@ class InputImage:
 
 def _is_image(path: Path) -> bool:
     parts = split_image_name(path)
-    return parts is not None and not parts[0].endswith(MASK_SUFFIX) and not path.name.startswith(".")
+    return (parts is not None and not parts[0].endswith(MASK_SUFFIX)
+            and not path.name.startswith("."))
 
 
 def _folder_images(folder: Path) -> list[Path]:

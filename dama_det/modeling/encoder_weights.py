@@ -33,7 +33,10 @@ from torch import nn
 
 from ..encoder_export.format import ExportSource, describe_export, read_encoder_export
 from ..encoder_export.loading import (
-    VITDET_KEYS, EncoderLoadReport, map_encoder_state, prepare_encoder_state,
+    VITDET_KEYS,
+    EncoderLoadReport,
+    map_encoder_state,
+    prepare_encoder_state,
 )
 from ..errors import DamaUserError
 

@@ -16,8 +16,8 @@ from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import SimpleFeaturePyramid, ViT
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-from ..errors import DamaUserError
 from ..encoder_export.format import load_encoder_export
+from ..errors import DamaUserError
 from .encoder_weights import load_encoder_into_vit
 
 logger = logging.getLogger(__name__)

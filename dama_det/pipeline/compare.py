@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..utils.io import atomic_write_bytes
+from . import steps
 from .compare_results import fraction_tag, write_results
 from .run_spec import MethodSpec, RunSpec, load_run_spec
-from . import steps
 from .stages import evaluation_lacks, run_stage
 
 
@@ -66,7 +66,8 @@ class Comparison:
                             n_crops_per_type=d.get("n_crops_per_type"), quiet=True, log=self.log))
             return train, val, data / "crops", 7
         if d["type"] == "coco":
-            return d["train_json"], d["val_json"], d["pretrain_crops"], self._channels(d["train_json"])
+            return (d["train_json"], d["val_json"], d["pretrain_crops"],
+                    self._channels(d["train_json"]))
         train, val, crops = data / "train.json", data / "val.json", data / "crops"
         self._stage("data: training images -> COCO", [train],
                     lambda: steps.images_to_coco(d["train"], train, log=self.log))
@@ -101,7 +102,8 @@ class Comparison:
                     lambda: write_label_subset(train, fraction, seed, subset))
         return subset
 
-    def pretrained_encoder(self, m: MethodSpec, seed: int, crops: Path, channels: int) -> Path | None:
+    def pretrained_encoder(self, m: MethodSpec, seed: int, crops: Path,
+                           channels: int) -> Path | None:
         """Pretrain and export (methods ``init`` and pretraining); the encoder to load."""
         run = self.out / "runs" / m.name / f"seed{seed}"
         tag = f"{m.name} seed {seed}"
@@ -189,7 +191,8 @@ class Comparison:
                 labelled = self.labelled_train(train, fraction, seed)
                 preds = {m.name: self.run_method(m, seed, fraction, labelled, val, encoders[m.name])
                          for m in self.spec.methods}
-                metrics[fraction][seed] = self.evaluate(preds, val, f"seed{seed}{fraction_tag(fraction)}")
+                metrics[fraction][seed] = self.evaluate(preds, val,
+                                                        f"seed{seed}{fraction_tag(fraction)}")
         return write_results(self.out, self.spec, metrics,
                              probes=probes if self.spec.probe else None)
 

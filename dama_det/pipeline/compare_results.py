@@ -268,7 +268,8 @@ def write_results(out: Path, spec: RunSpec, by_fraction: dict[float, SeedMetrics
                                          for s, per in probes.items()}}
     atomic_write_json(out / "results.json", summary)
     first = out / "eval" / f"seed{spec.seeds[0]}{fraction_tag(max(tables))}"
-    figs = sorted((first / "figures").glob("compare_*.png")) or sorted((first / "figures").glob("*.png"))
+    figs = (sorted((first / "figures").glob("compare_*.png"))
+            or sorted((first / "figures").glob("*.png")))
     report = lines + ["", f"## Figures (seed {spec.seeds[0]}, all methods overlaid)", ""] + [
         f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures + figs] + [
         "", "Per-seed numbers: `eval/seed<k>[_f<fraction>]/metrics.json` and `summary.md`.", ""]

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DamaUserError
-from .report import write_demo_report
 from . import steps
+from .report import write_demo_report
 from .stages import StageResult, evaluation_lacks, run_stage
 
 
@@ -56,7 +56,8 @@ PRESETS: dict[str, DemoSize] = {
                       det_iters=6),
     # ViT-tiny, the paper's pretraining recipe shortened; for a GPU.
     "gpu": DemoSize(train_tiles=64, val_tiles=8, tile_size=512, crops_per_type=2000,
-                    pretrain_model="tiny", pretrain_epochs=200, pretrain_batch=256, pretrain_blr=1.5e-4,
+                    pretrain_model="tiny", pretrain_epochs=200, pretrain_batch=256,
+                    pretrain_blr=1.5e-4,
                     det_config="mask_rcnn_dama_vit_tiny_50ep_synth7.yaml", det_iters=0),
 }
 

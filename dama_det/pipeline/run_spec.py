@@ -39,6 +39,7 @@ import yaml
 
 from ..errors import DamaUserError
 from ..pretrain.method_registry import method_names
+
 DATASET_TYPES = ("synth", "folders", "coco")
 PROBE_TASKS = ("celltype", "dense")
 #: the keys each section accepts (a typo is an error, not a silently ignored setting)
@@ -135,7 +136,8 @@ def _parse_method(item: Any, base: Path, path: Path, i: int) -> MethodSpec:
     if unknown:
         raise _fail(path, key, f"unknown field(s) {', '.join(sorted(unknown))}")
     if "weights" in item:
-        return MethodSpec(name, "weights", weights=_path(base, item["weights"], path, key + ".weights"))
+        return MethodSpec(name, "weights",
+                          weights=_path(base, item["weights"], path, key + ".weights"))
     method = item.get("method", name)
     overrides = _section(item.get("pretrain"), PRETRAIN_KEYS, path, key + ".pretrain")
     if method in ("random", "init", "classical"):
@@ -148,7 +150,8 @@ def _parse_method(item: Any, base: Path, path: Path, i: int) -> MethodSpec:
     return MethodSpec(name, "pretrain", method=method, pretrain=overrides)
 
 
-def _parse_probe(raw: Any, dataset: dict[str, Any], base: Path, path: Path) -> dict[str, Any] | None:
+def _parse_probe(raw: Any, dataset: dict[str, Any], base: Path,
+                 path: Path) -> dict[str, Any] | None:
     """The optional ``probe`` section, with the dataset's defaults filled in."""
     if raw is None or raw is False:
         return None
@@ -185,7 +188,8 @@ def load_run_spec(path: str | Path) -> RunSpec:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise DamaUserError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise DamaUserError(
+            f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(raw, dict):
         raise DamaUserError(f"{path}: expected a mapping at the top level")
     allowed = {"name", "seeds", "dataset", "pretrain", "detection", "methods", "evaluation",
@@ -203,7 +207,8 @@ def load_run_spec(path: str | Path) -> RunSpec:
     dataset = raw["dataset"] or {}
     dtype = dataset.get("type") if isinstance(dataset, dict) else None
     if dtype not in DATASET_TYPES:
-        raise _fail(path, "dataset.type", f"expected one of {', '.join(DATASET_TYPES)}, got {dtype!r}")
+        raise _fail(path, "dataset.type",
+                    f"expected one of {', '.join(DATASET_TYPES)}, got {dtype!r}")
     dataset = _section(dataset, DATASET_KEYS[dtype], path, "dataset")
     required = {"folders": ("train", "val"), "coco": ("train_json", "val_json", "pretrain_crops")}
     for key in required.get(dtype, ()):

@@ -35,7 +35,8 @@ def pretrain_transform(
     lo, hi = float(crop_scale[0]), float(crop_scale[1])
     steps: list[v2.Transform] = [v2.RandomResizedCrop(img_size, scale=(lo, hi), antialias=True)]
     if rotation > 0 or shift > 0:
-        steps.append(v2.RandomAffine(degrees=rotation, translate=(shift, shift) if shift > 0 else None,
+        steps.append(v2.RandomAffine(degrees=rotation,
+                                     translate=(shift, shift) if shift > 0 else None,
                                      interpolation=v2.InterpolationMode.BILINEAR))
     if flips:
         steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]

@@ -43,7 +43,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def check_compatible(ckpt: dict[str, Any], model_config: dict, method_config: dict, path: str) -> None:
+def check_compatible(ckpt: dict[str, Any], model_config: dict, method_config: dict,
+                     path: str) -> None:
     """Refuse to resume with a different architecture or method (names the keys).
 
     ``weight_init`` is not compared: a resumed run continues from the saved weights.

@@ -67,7 +67,8 @@ def validate_method(cfg: MethodConfig, num_patches: int) -> PretrainMethod:
     except ValueError as exc:
         raise DamaUserError(f"--mask-ratio/--overlap-ratio: {exc}") from None
     if definition.second_mask == "adaptive" and loss_len < 0:
-        raise DamaUserError(f"--method {cfg.method} needs --mask-ratio >= 0.5, got {cfg.mask_ratio}")
+        raise DamaUserError(
+            f"--method {cfg.method} needs --mask-ratio >= 0.5, got {cfg.mask_ratio}")
     if cfg.regress_blocks < 1:
         raise DamaUserError(f"--regress-blocks must be >= 1, got {cfg.regress_blocks}")
     if not 0.0 <= cfg.ema_momentum <= 1.0:
@@ -157,9 +158,9 @@ class DAMAPretrainer(nn.Module):
         for t, s in zip(self.student2.parameters(), self.student1.parameters()):
             t.mul_(m).add_(s.detach(), alpha=1.0 - m)
 
-    def forward(self, imgs: torch.Tensor, epoch: float = 0.0, return_outputs: bool = False) -> tuple[
-        torch.Tensor, dict[str, torch.Tensor], dict[str, Any]
-    ]:
+    def forward(
+        self, imgs: torch.Tensor, epoch: float = 0.0, return_outputs: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         """One pretraining forward pass.
 
         Args:
@@ -208,7 +209,8 @@ class DAMAPretrainer(nn.Module):
         if self.head is None:
             return loss, terms, outputs
         features = regression_target([y[:, 1:].detach() for y in ffn2])
-        regression = feature_regression_loss(self.head(latent1[:, 1:]), features, beta=mc.smooth_l1_beta)
+        regression = feature_regression_loss(self.head(latent1[:, 1:]), features,
+                                             beta=mc.smooth_l1_beta)
         terms["regression"] = regression.detach()
         reg_weight = mc.weight_regression if epoch >= mc.stable_epochs else 0.0
         loss = loss + reg_weight * regression  # kept in the graph (x0) for DDP during warm epochs

@@ -39,7 +39,8 @@ def find_crops(root: str | os.PathLike) -> list[Path]:
         and not p.name.startswith(".") and not p.stem.lower().endswith("_masks")
     )
     if not files:
-        raise DamaUserError(f"{root}: no TIFF crops (*.tif, *.tiff) found in the folder or below it")
+        raise DamaUserError(
+            f"{root}: no TIFF crops (*.tif, *.tiff) found in the folder or below it")
     return files
 
 
@@ -74,7 +75,8 @@ class CropFolderDataset(Dataset):
         show_progress: bool = True,
     ):
         if scaling not in SCALING_MODES:
-            raise DamaUserError(f"--scaling must be one of {', '.join(SCALING_MODES)}, got {scaling!r}")
+            raise DamaUserError(
+                f"--scaling must be one of {', '.join(SCALING_MODES)}, got {scaling!r}")
         self.root = Path(root)
         self.files = find_crops(self.root)
         self.in_chans = in_chans
@@ -87,7 +89,8 @@ class CropFolderDataset(Dataset):
             chans, dtype = inspect_crop(path)
             if chans != in_chans:
                 raise DamaUserError(
-                    f"{path}: crop has {chans} channel(s) but the model expects {in_chans} (--in-chans)"
+                    f"{path}: crop has {chans} channel(s) but the model expects {in_chans} "
+                    "(--in-chans)"
                 )
             self.dtypes.append(dtype)
         self.channel_names = read_image(self.files[0], expected_channels=in_chans)[1]

@@ -27,9 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data.pixel_stats import pixel_stats
 from ..errors import DamaUserError
-from ..utils import (
-    autocast_context, claim_output_dir, glob_outputs, pick_device, resolve_amp_dtype,
-)
+from ..utils import autocast_context, claim_output_dir, glob_outputs, pick_device, resolve_amp_dtype
 from ..utils.distributed import barrier, init_distributed
 from ..utils.rng import rng_state, seed_everything, set_rng_state
 from .augment import pretrain_transform, resize_transform
@@ -72,7 +70,8 @@ def build_model(args: argparse.Namespace,
 
 def build_optimizer(model: DAMAPretrainer, weight_decay: float) -> torch.optim.AdamW:
     """AdamW (0.9, 0.95); no weight decay on 1-D parameters, tokens and embeddings."""
-    groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=model.no_weight_decay())
+    groups = param_groups_weight_decay(model, weight_decay,
+                                       no_weight_decay_list=model.no_weight_decay())
     return torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.95))
 
 
@@ -93,7 +92,8 @@ def synthetic_crops(out_dir: Path, n_per_type: int, seed: int, progress: bool = 
 def _check_args(args: argparse.Namespace) -> None:
     for name in ("epochs", "batch_size", "accum_iter"):
         if getattr(args, name) < 1:
-            raise DamaUserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise DamaUserError(
+                f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup_epochs < 0 or args.num_workers < 0:
         raise DamaUserError("--warmup-epochs and --num-workers must be >= 0")
     lo, hi = args.crop_scale
@@ -107,7 +107,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise DamaUserError(f"{args.probe_data}: no such folder (--probe-data)")
 
 
-def probe_encoder(model: DAMAPretrainer, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+def probe_encoder(model: DAMAPretrainer, args: argparse.Namespace,
+                  device: torch.device) -> dict[str, float]:
     """Frozen-encoder probe of student 1 (``--probe-task`` on ``--probe-data``).
 
     The probe works on a copy of the weights and leaves every RNG as it was, so a run
@@ -145,7 +146,8 @@ def _resolve_resume(args: argparse.Namespace, out: Path) -> Path | None:
 
 
 @torch.no_grad()
-def _figure(model: DAMAPretrainer, dataset: CropFolderDataset, args, device, amp_dtype, epoch: int, out: Path):
+def _figure(model: DAMAPretrainer, dataset: CropFolderDataset, args, device, amp_dtype,
+            epoch: int, out: Path):
     """Reconstruction figure of the first crops (fixed masks; training RNG untouched)."""
     resize = resize_transform(args.img_size)
     k = min(args.vis_samples, len(dataset))
@@ -192,8 +194,10 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
     if not args.data and is_main:
         synthetic_crops(data_root, args.synthetic_per_type, args.seed, progress=args.progress)
     barrier(info)
-    transform = pretrain_transform(args.img_size, args.crop_scale, args.rotation, args.shift, args.flips)
-    dataset = CropFolderDataset(data_root, args.in_chans, transform, args.scaling, show_progress=is_main)
+    transform = pretrain_transform(args.img_size, args.crop_scale, args.rotation, args.shift,
+                                   args.flips)
+    dataset = CropFolderDataset(data_root, args.in_chans, transform, args.scaling,
+                                show_progress=is_main)
     if len(dataset) < args.batch_size * world:
         raise DamaUserError(
             f"{data_root}: {len(dataset)} crop(s) is fewer than one batch "
@@ -238,16 +242,19 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
 
     ddp_model: torch.nn.Module = model
     if world > 1:
-        ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+        ddp_model = DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None)
     writer = None
     if is_main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tensorboard"))
-        print(f"pretraining {args.method} ({args.model}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"pretraining {args.method} ({args.model}, {n_params / 1e6:.2f}M "
               f"params) on {len(dataset)} crops from {data_root}, {world} process(es) on {device}, "
               f"lr {lr:.3g} (effective batch {eff_batch}), amp {amp_dtype}")
-    schedule = dict(base_lr=lr, min_lr=args.min_lr, warmup_epochs=args.warmup_epochs, epochs=args.epochs)
+    schedule = dict(base_lr=lr, min_lr=args.min_lr, warmup_epochs=args.warmup_epochs,
+                    epochs=args.epochs)
     stats: dict[str, float] = {}
     saved_args = {k: v for k, v in vars(args).items() if not callable(v)}
     common = dict(args=saved_args, model_config=model.model_cfg.to_dict(),
@@ -269,7 +276,8 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
         loader.generator.manual_seed(args.seed * 100_003 + epoch * 1_009 + rank)
         stats = train_one_epoch(
             ddp_model, loader, optimizer, scaler, epoch, lr_schedule=schedule, device=device,
-            amp_dtype=amp_dtype, accum_iter=args.accum_iter, clip_grad=args.clip_grad, writer=writer,
+            amp_dtype=amp_dtype, accum_iter=args.accum_iter, clip_grad=args.clip_grad,
+            writer=writer,
             log_every=args.log_every, show_progress=is_main and args.progress,
         )
         states = [rng_state()]
@@ -280,7 +288,8 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
         best_loss = min(best_loss, stats["loss"])
         if is_main:
             ckpt = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                        scaler=scaler.state_dict(), epoch=epoch, best_loss=best_loss, rng=states, **common)
+                        scaler=scaler.state_dict(), epoch=epoch, best_loss=best_loss, rng=states,
+                        **common)
             save_checkpoint(out / "checkpoint-last.pth", **ckpt)
             if is_best:
                 save_checkpoint(out / "checkpoint-best.pth", **ckpt)
@@ -295,8 +304,9 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
             for key, value in stats.items():
                 writer.add_scalar(f"epoch/{key}", value, epoch + 1)
             writer.flush()
-            terms = " ".join(f"{k} {stats[k]:.4f}" for k in ("loss", "recon1", "recon2", "regression",
-                                                           "probe_linear_balanced_accuracy") if k in stats)
+            terms = " ".join(f"{k} {stats[k]:.4f}"
+                             for k in ("loss", "recon1", "recon2", "regression",
+                                       "probe_linear_balanced_accuracy") if k in stats)
             print(f"epoch {epoch + 1}/{args.epochs}: {terms} lr {stats['lr']:.3g} "
                   f"{stats['images_per_s']:.1f} img/s", flush=True)
             if args.vis_every and ((epoch + 1) % args.vis_every == 0 or epoch + 1 == args.epochs):

@@ -22,7 +22,8 @@ from ..utils import autocast_context
 from ..utils.distributed import unwrap_model
 
 
-def cosine_lr(epoch: float, base_lr: float, min_lr: float, warmup_epochs: float, epochs: float) -> float:
+def cosine_lr(epoch: float, base_lr: float, min_lr: float, warmup_epochs: float,
+              epochs: float) -> float:
     """Learning rate at a fractional epoch: linear warm-up, then half-cycle cosine.
 
     Args:
@@ -88,14 +89,16 @@ def train_one_epoch(
     core = unwrap_model(model)
     iters = len(loader)
     if iters == 0:
-        raise DamaUserError("the data loader yields no batch: fewer crops than --batch-size x processes")
+        raise DamaUserError(
+            "the data loader yields no batch: fewer crops than --batch-size x processes")
     sums: dict[str, float] = defaultdict(float)
     count = 0
     images = 0
     lr = 0.0
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(total=iters, desc=f"epoch {epoch}", unit="it", disable=not show_progress, leave=False)
+    bar = tqdm(total=iters, desc=f"epoch {epoch}", unit="it", disable=not show_progress,
+               leave=False)
     iterator = iter(loader)
     for it in range(iters):
         try:
@@ -116,7 +119,8 @@ def train_one_epoch(
                 loss, terms, _ = model(imgs, epoch=epoch + it / iters)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
-                raise RuntimeError(f"loss is {loss_value} at epoch {epoch} iteration {it}; stopping")
+                raise RuntimeError(
+                    f"loss is {loss_value} at epoch {epoch} iteration {it}; stopping")
             scaler.scale(loss / accum_iter).backward()
         if step_now:
             if clip_grad:

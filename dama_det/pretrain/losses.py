@@ -40,7 +40,8 @@ def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
     return x.reshape(n, gh * gw, p * p * c)
 
 
-def unpatchify(patches: torch.Tensor, patch_size: int, channels: int, grid: tuple[int, int]) -> torch.Tensor:
+def unpatchify(patches: torch.Tensor, patch_size: int, channels: int,
+               grid: tuple[int, int]) -> torch.Tensor:
     """Inverse of :func:`patchify`.
 
     Args:
@@ -110,7 +111,8 @@ def regression_target(ffn_outputs: Sequence[torch.Tensor]) -> torch.Tensor:
     return avg.softmax(dim=-1)
 
 
-def feature_regression_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
+def feature_regression_loss(pred: torch.Tensor, target: torch.Tensor,
+                            beta: float = 2.0) -> torch.Tensor:
     """Smooth-L1 regression summed over features and averaged over tokens.
 
     Args:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 
 
-def mask_lengths(num_patches: int, mask_ratio: float, overlap_ratio: float = 0.0) -> tuple[int, int, int]:
+def mask_lengths(num_patches: int, mask_ratio: float,
+                 overlap_ratio: float = 0.0) -> tuple[int, int, int]:
     """Patch counts of the DAMA masking scheme.
 
     Args:
@@ -103,7 +104,8 @@ def adaptive_mask(
             exactly ``len_keep`` patches in every row.
     """
     if mask1.ndim != 2 or mask1.shape != loss.shape:
-        raise ValueError(f"mask1 {tuple(mask1.shape)} and loss {tuple(loss.shape)} must both be (N, L)")
+        raise ValueError(
+            f"mask1 {tuple(mask1.shape)} and loss {tuple(loss.shape)} must both be (N, L)")
     n, num_patches = mask1.shape
     len_keep, loss_len, overlap_len = mask_lengths(num_patches, mask_ratio, overlap_ratio)
     if loss_len < 0:
@@ -143,7 +145,8 @@ def ids_keep_from_mask(mask: torch.Tensor) -> torch.Tensor:
     visible = mask < 0.5
     counts = visible.sum(dim=1)
     if counts.numel() and not bool((counts == counts[0]).all()):
-        raise ValueError(f"every sample must keep the same number of patches, got {counts.tolist()}")
+        raise ValueError(
+            f"every sample must keep the same number of patches, got {counts.tolist()}")
     len_keep = int(counts[0]) if counts.numel() else 0
     # stable sort of (masked=1, visible=0) puts visible patches first, in index order
     return mask.gt(0.5).to(torch.uint8).argsort(dim=1, stable=True)[:, :len_keep]

@@ -99,7 +99,8 @@ def get_method(name: str) -> PretrainMethod:
     try:
         return _METHODS[name]
     except KeyError:
-        raise DamaUserError(f"unknown method {name!r}; choose one of {', '.join(method_names())}") from None
+        raise DamaUserError(
+            f"unknown method {name!r}; choose one of {', '.join(method_names())}") from None
 
 
 def methods_help() -> str:

@@ -39,7 +39,8 @@ class MAEConfig:
     norm_pix_loss: bool = True
     pixel_mean: tuple[float, ...] | None = None  # input standardisation (None: images as scaled)
     pixel_std: tuple[float, ...] | None = None
-    weight_init: str = "xavier"  # Linear weights: "xavier" (MAE) or "trunc_normal" (timm/detectron2)
+    # Linear weights: "xavier" (MAE) or "trunc_normal" (timm/detectron2)
+    weight_init: str = "xavier"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,7 +66,8 @@ def validate_config(cfg: MAEConfig) -> None:
             f"image size {cfg.img_size} is not divisible by patch size {cfg.patch_size}"
         )
     if cfg.weight_init not in WEIGHT_INITS:
-        raise DamaUserError(f"weight init {cfg.weight_init!r} is not one of {', '.join(WEIGHT_INITS)}")
+        raise DamaUserError(
+            f"weight init {cfg.weight_init!r} is not one of {', '.join(WEIGHT_INITS)}")
     if cfg.in_chans < 1:
         raise DamaUserError(f"--in-chans must be >= 1, got {cfg.in_chans}")
     for dim, heads, what in ((cfg.embed_dim, cfg.num_heads, "encoder"),
@@ -73,7 +75,8 @@ def validate_config(cfg: MAEConfig) -> None:
         if dim % heads:
             raise DamaUserError(f"{what} width {dim} is not divisible by its {heads} heads")
         if dim % 4:
-            raise DamaUserError(f"{what} width {dim} must be divisible by 4 (2-D sin-cos embedding)")
+            raise DamaUserError(
+                f"{what} width {dim} must be divisible by 4 (2-D sin-cos embedding)")
 
 
 def sincos_pos_embed(grid: tuple[int, int], dim: int) -> torch.Tensor:

@@ -32,23 +32,29 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                       help="data: standardise the input with the per-channel mean/std of the "
                       "scaled crops, as detection does (recorded in the export); none: "
                       "images as scaled (the paper)")
-    data.add_argument("--crop-scale", type=float, nargs=2, default=(0.25, 1.0), metavar=("MIN", "MAX"),
+    data.add_argument("--crop-scale", type=float, nargs=2, default=(0.25, 1.0),
+                      metavar=("MIN", "MAX"),
                       help="area fraction range of the random crop before resizing")
     data.add_argument("--rotation", type=float, default=90.0, help="max random rotation (degrees)")
-    data.add_argument("--shift", type=float, default=0.3, help="max random shift (fraction of side)")
+    data.add_argument("--shift", type=float, default=0.3,
+                      help="max random shift (fraction of side)")
     data.add_argument("--no-flips", dest="flips", action="store_false", help="disable random flips")
-    data.add_argument("--num-workers", type=int, default=2, help="data loader processes per GPU/process")
+    data.add_argument("--num-workers", type=int, default=2,
+                      help="data loader processes per GPU/process")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="tiny", choices=tuple(MODEL_SIZES),
                        help=f"ViT size: {sizes_help()}")
     model.add_argument("--patch-size", type=int, default=16)
-    model.add_argument("--decoder-embed-dim", type=int, default=None, help="override the decoder width")
+    model.add_argument("--decoder-embed-dim", type=int, default=None,
+                       help="override the decoder width")
     model.add_argument("--decoder-depth", type=int, default=None, help="override the decoder depth")
-    model.add_argument("--decoder-num-heads", type=int, default=None, help="override the decoder heads")
+    model.add_argument("--decoder-num-heads", type=int, default=None,
+                       help="override the decoder heads")
     model.add_argument("--weight-init", default="xavier", choices=WEIGHT_INITS,
-                       help="Linear weight init: xavier (MAE) or trunc_normal (std 0.02, the init of "
-                            "timm's and detectron2's ViT, i.e. of a random-init detector backbone)")
+                       help="Linear weight init: xavier (MAE) or trunc_normal (std 0.02, the "
+                            "init of timm's and detectron2's ViT, i.e. of a random-init "
+                            "detector backbone)")
     model.add_argument("--no-norm-pix-loss", dest="norm_pix_loss", action="store_false",
                        help="reconstruct raw pixels instead of per-patch normalised ones")
 
@@ -60,22 +66,26 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     method.add_argument("--regress-blocks", type=int, default=6, metavar="K",
                         help="student 2's last K blocks build the regression target")
     method.add_argument("--beta", type=float, default=2.0, help="Smooth-L1 beta of the regression")
-    method.add_argument("--weight-regression", type=float, default=1.0, help="alpha of the regression loss")
+    method.add_argument("--weight-regression", type=float, default=1.0,
+                        help="alpha of the regression loss")
     method.add_argument("--weight-recon1", type=float, default=1.0)
     method.add_argument("--weight-recon2", type=float, default=1.0)
     method.add_argument("--stable-epochs", type=int, default=0,
                         help="first epochs with reconstruction losses only")
-    method.add_argument("--ema-momentum", type=float, default=0.999, help="teacher momentum (dama-ema)")
+    method.add_argument("--ema-momentum", type=float, default=0.999,
+                        help="teacher momentum (dama-ema)")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=5, help="schedule length (paper: 500)")
     opt.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
-                     help="stop after epoch E, keeping the --epochs schedule (continue with --resume)")
+                     help="stop after epoch E, keeping the --epochs schedule "
+                          "(continue with --resume)")
     opt.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up (paper: 40)")
     opt.add_argument("--batch-size", type=int, default=16,
                      help="per process (GPU); paper: 512 in total (batch x accum-iter x processes)")
     opt.add_argument("--accum-iter", type=int, default=1, help="gradient accumulation steps")
-    opt.add_argument("--blr", type=float, default=1.5e-4, help="base lr: lr = blr * effective batch / 256")
+    opt.add_argument("--blr", type=float, default=1.5e-4,
+                     help="base lr: lr = blr * effective batch / 256")
     opt.add_argument("--lr", type=float, default=None, help="absolute lr (overrides --blr)")
     opt.add_argument("--min-lr", type=float, default=0.0)
     opt.add_argument("--weight-decay", type=float, default=0.05)
@@ -92,15 +102,19 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                      help="write the untrained model's encoder export (the `init` control: "
                      "same architecture and seed, no step taken) and exit")
     out.add_argument("--resume", default=None, metavar="CKPT",
-                     help="checkpoint to continue from, or 'auto' (OUTPUT_DIR/checkpoint-last.pth if any)")
+                     help="checkpoint to continue from, or 'auto' "
+                          "(OUTPUT_DIR/checkpoint-last.pth if any)")
     out.add_argument("--overwrite", action="store_true",
                      help="pretrain into an OUTPUT_DIR that holds an earlier run, removing its "
                      "checkpoints, log.jsonl, tensorboard/, figures/ and encoder.pth first "
                      "(without --resume or --overwrite such a folder is refused)")
-    out.add_argument("--save-every", type=int, default=5, help="keep checkpoint-EPOCH.pth every N epochs")
-    out.add_argument("--vis-every", type=int, default=5, help="reconstruction figure every N epochs (0: never)")
+    out.add_argument("--save-every", type=int, default=5,
+                     help="keep checkpoint-EPOCH.pth every N epochs")
+    out.add_argument("--vis-every", type=int, default=5,
+                     help="reconstruction figure every N epochs (0: never)")
     out.add_argument("--vis-samples", type=int, default=4, help="crops shown in the figure")
-    out.add_argument("--log-every", type=int, default=10, help="iterations between TensorBoard points")
+    out.add_argument("--log-every", type=int, default=10,
+                     help="iterations between TensorBoard points")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
 
     probe = parser.add_argument_group(

@@ -138,10 +138,14 @@ def run_probes(
         DamaUserError: unknown task, bad data folder, an export that does not fit the
             data (channels), or bad settings.
     """
-    from ..utils.device import pick_device, resolve_amp_dtype
     from ..encoder_export.format import read_encoder_export
-    from .features import (build_probe_encoder, extract_features, random_export_like,
-                           random_export_of_size)
+    from ..utils.device import pick_device, resolve_amp_dtype
+    from .features import (
+        build_probe_encoder,
+        extract_features,
+        random_export_like,
+        random_export_of_size,
+    )
 
     t_start = time.perf_counter()
     if task not in TASKS:

@@ -3,7 +3,11 @@
 ``DistInfo``, DDP unwrapping) and :mod:`.rng` (seeding, RNG states for exact resume)."""
 from .device import autocast_context, pick_device, resolve_amp_dtype
 from .io import (
-    atomic_output, atomic_torch_save, atomic_write_bytes, atomic_write_json, is_complete_file,
+    atomic_output,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    is_complete_file,
     load_torch_file,
 )
 from .outputs import check_output_dir, check_output_file, claim_output_dir, glob_outputs

@@ -33,8 +33,8 @@ import numpy as np
 from ...errors import DamaUserError
 from ...utils import atomic_write_json
 from .io import staged_output_dir, write_csv
-from .render import CHANNEL_NAMES, MARKER_OF_TYPE, RenderedScene, render_scene
 from .layout import sample_scene
+from .render import CHANNEL_NAMES, MARKER_OF_TYPE, RenderedScene, render_scene
 from .shapes import CELL_TYPES
 
 SPLITS = ("train", "val")
@@ -50,7 +50,8 @@ def _check_positive(name: str, value: int, minimum: int = 1) -> int:
     return int(value)
 
 
-def render_tile(tile_size: int = 512, seed: int = 0, index: int = 0, split: str = "train") -> RenderedScene:
+def render_tile(tile_size: int = 512, seed: int = 0, index: int = 0,
+                split: str = "train") -> RenderedScene:
     """Render one synthetic tile.
 
     Args:
@@ -175,7 +176,8 @@ def generate_crops(
     return [out / p.relative_to(stage) for p in written]
 
 
-def _split_annotations(rendered: RenderedScene, image_id: int, start_id: int) -> list[dict[str, Any]]:
+def _split_annotations(rendered: RenderedScene, image_id: int,
+                       start_id: int) -> list[dict[str, Any]]:
     from ..coco_labels import label_image_to_annotations
 
     anns = label_image_to_annotations(rendered.labels, image_id, start_id=start_id)

@@ -157,7 +157,8 @@ def camera(rng: np.random.Generator, expected_adu: np.ndarray) -> np.ndarray:
     gain = np.float32(GAIN)
     # normal approximation of shot + read noise in one draw: var = lam / G^2 + read^2
     std = np.sqrt(lam / gain**2 + np.float32(READ_NOISE) ** 2)
-    adu = lam / gain + np.float32(CAMERA_OFFSET) + std * rng.standard_normal(lam.shape, dtype=np.float32)
+    adu = (lam / gain + np.float32(CAMERA_OFFSET)
+           + std * rng.standard_normal(lam.shape, dtype=np.float32))
     dim = lam < POISSON_EXACT_BELOW
     if dim.any():
         n = int(dim.sum())

@@ -1,0 +1,297 @@
+"""Run descriptions of `dama-det compare`: parsing, validation, clear errors; stage skipping."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dama_det.cli import main
+from dama_det.errors import DamaUserError
+from dama_det.pipeline.run_spec import load_run_spec
+from dama_det.pipeline.stages import run_stage
+
+REPO = Path(__file__).resolve().parents[2]
+EMPTY_ZIP = b"PK\x05\x06" + bytes(18)  # an intact (empty) zip directory
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "run.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_shipped_descriptions_parse():
+    shipped = sorted((REPO / "configs" / "compare").glob("*.yaml"))
+    assert len(shipped) >= 4
+    for path in shipped:
+        if "dsb2018" in path.name and not (REPO.parent / "shared" / "data" / "dsb2018").is_dir():
+            continue
+        spec = load_run_spec(path)
+        names = [m.name for m in spec.methods]
+        assert {"random", "mae", "dama"} <= set(names), path
+        assert spec.seeds and spec.detection["config"]
+
+
+def test_methods_kinds_and_relative_paths(tmp_path):
+    (tmp_path / "enc.pth").write_bytes(b"x")
+    spec = load_run_spec(_write(tmp_path, """
+name: t
+seeds: [3, 4]
+dataset: {type: synth, tile_size: 128}
+detection: {config: quick_schedules/mask_rcnn_dama_vit_instant_test.yaml, iters: 5}
+methods: [random, init, dama, {name: d-rand, method: dama-rand}, {name: mine, weights: enc.pth},
+          classical]
+"""))
+    kinds = {m.name: (m.kind, m.method) for m in spec.methods}
+    assert kinds == {"random": ("random", None), "init": ("init", None),
+                     "dama": ("pretrain", "dama"), "classical": ("classical", None),
+                     "d-rand": ("pretrain", "dama-rand"), "mine": ("weights", None)}
+    assert spec.methods[4].weights == (tmp_path / "enc.pth").resolve()
+    assert spec.seeds == [3, 4]
+
+
+def test_method_pretrain_overrides_and_probe_defaults(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    spec = load_run_spec(_write(tmp_path, """
+dataset: {type: folders, train: imgs, val: imgs}
+pretrain: {model: mini, epochs: 10, blr: 1.0e-3}
+detection: {config: x}
+methods: [init, dama, {name: dama-long, method: dama, pretrain: {epochs: 40, batch_size: 8}}]
+probe: {max_images: 12}
+"""))
+    init, dama, long = spec.methods
+    assert spec.pretrain_of(dama) == {"model": "mini", "epochs": 10, "blr": 1.0e-3}
+    assert spec.pretrain_of(long) == {"model": "mini", "epochs": 40, "blr": 1.0e-3, "batch_size": 8}
+    assert (long.kind, long.method) == ("pretrain", "dama")
+    # folders -> a dense probe on the training pairs; synth -> celltype on its crops
+    assert spec.probe == {"task": "dense", "data": (tmp_path / "imgs").resolve(), "max_images": 12}
+    synth = load_run_spec(_write(tmp_path, "dataset: {type: synth}\ndetection: {config: x}\n"
+                                           "methods: [dama]\nprobe: true\n"))
+    assert synth.probe == {"task": "celltype"}
+    assert load_run_spec(_write(tmp_path, "dataset: {type: synth}\ndetection: {config: x}\n"
+                                          "methods: [dama]\n")).probe is None
+
+
+def test_method_pretrain_override_reaches_the_pretrain_command(tmp_path, monkeypatch):
+    from dama_det.pipeline import compare as compare_mod
+    from dama_det.pipeline import steps
+
+    spec = load_run_spec(_write(tmp_path, """
+dataset: {type: synth}
+pretrain: {model: test, epochs: 10}
+detection: {config: x}
+methods: [dama, {name: dama-long, method: dama, pretrain: {epochs: 40}}]
+"""))
+    commands = []
+
+    def fake_cli(argv, log=print):  # write what each stage promises, record the command
+        commands.append(argv)
+        out = Path(argv[argv.index("--output-dir") + 1]) if "--output-dir" in argv else None
+        target = out / "encoder.pth" if out else Path(argv[argv.index("--out") + 1])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(EMPTY_ZIP)  # what a complete checkpoint looks like to run_stage
+
+    monkeypatch.setattr(steps, "run_cli", fake_cli)  # every stage runs through it
+    cmp = compare_mod.Comparison(spec, tmp_path / "out", log=lambda s: None)
+    for m in spec.methods:
+        cmp.pretrained_encoder(m, 0, tmp_path / "crops", 7)
+    epochs = [argv[argv.index("--epochs") + 1] for argv in commands if argv[0] == "pretrain"]
+    assert epochs == ["10", "40"]
+
+
+def test_probe_summary_means_and_paired_gains(tmp_path):
+    from dama_det.pipeline.compare_results import probe_summary, write_results
+
+    spec = load_run_spec(_write(tmp_path, """
+seeds: [0, 1]
+dataset: {type: synth}
+detection: {config: x}
+methods: [random, init, dama]
+probe: {task: celltype}
+"""))
+    def res(lin, knn):
+        return {"linear": {"balanced_accuracy": lin}, "knn": {"balanced_accuracy": knn}}
+    probes = {0: {"init": res(0.50, 0.40), "dama": res(0.70, 0.45)},
+              1: {"init": res(0.60, 0.40), "dama": res(0.70, 0.55)}}
+    summary = probe_summary(spec, probes)
+    assert set(summary) == {"init", "dama"}  # random init has no encoder export to probe
+    assert summary["dama"]["linear"]["mean"] == pytest.approx(0.70)
+    assert summary["dama"]["linear vs init"]["mean"] == pytest.approx(0.15)
+    assert summary["dama"]["linear vs init"]["std"] == pytest.approx(0.05)
+    assert summary["dama"]["knn vs init"]["mean"] == pytest.approx(0.10)
+    assert summary["init"]["linear vs init"]["mean"] == 0.0
+    ap = {"bbox": {"AP": 0.3}, "segm": {"AP": 0.2}}
+    metrics = {1.0: {s: {m: ap for m in ("random", "init", "dama")} for s in (0, 1)}}
+    text = write_results(tmp_path, spec, metrics, probes=probes).read_text()
+    assert "## Frozen-encoder probe (celltype)" in text
+    assert "| dama | 70.0 ± 0.0 | +15.0 ± 5.0 | 50.0 ± 5.0 | +10.0 ± 5.0 |" in text
+
+
+def test_iteration_schedule_for_any_length():
+    from detectron2.config import get_cfg
+
+    from dama_det.pipeline.stages import iteration_schedule_opts
+
+    for iters, steps in ((1, ()), (3, (2,)), (1000, (800, 950))):
+        cfg = get_cfg()
+        cfg.merge_from_list(iteration_schedule_opts(iters))  # a valid detectron2 schedule
+        assert cfg.SOLVER.MAX_ITER == iters and tuple(cfg.SOLVER.STEPS) == steps
+        assert 1 <= cfg.SOLVER.WARMUP_ITERS <= max(1, iters // 4)
+    with pytest.raises(DamaUserError, match="at least 1 iteration"):
+        iteration_schedule_opts(0)
+
+
+def test_gains_are_paired_per_seed_differences(tmp_path):
+    from dama_det.pipeline.compare_results import gains, write_results
+
+    spec = load_run_spec(_write(tmp_path, """
+seeds: [0, 1]
+dataset: {type: synth}
+detection: {config: x}
+methods: [{name: scratch, method: random}, init, dama]
+"""))
+
+    def ap(box, mask):
+        return {"bbox": {"AP": box}, "segm": {"AP": mask}}
+
+    metrics = {0: {"scratch": ap(0.30, 0.40), "init": ap(0.20, 0.35), "dama": ap(0.34, 0.41)},
+               1: {"scratch": ap(0.50, 0.60), "init": ap(0.45, 0.50), "dama": ap(0.52, 0.70)}}
+    g = gains(spec, metrics)
+    assert g["dama"]["segm/AP vs random"]["mean"] == pytest.approx(0.055)  # (0.01 + 0.10) / 2
+    assert g["dama"]["segm/AP vs random"]["std"] == pytest.approx(0.045)
+    assert g["dama"]["bbox/AP vs init"]["mean"] == pytest.approx(0.105)  # (0.14 + 0.07) / 2
+    assert g["scratch"]["segm/AP vs random"] == {"mean": 0.0, "std": 0.0, "n": 2}
+    results = write_results(tmp_path, spec, {1.0: metrics}).read_text()
+    assert "| dama | +5.5 ± 4.5 | +3.0 ± 1.0 | +13.0 ± 7.0 | +10.5 ± 3.5 |" in results
+    no_controls = load_run_spec(_write(tmp_path, """
+dataset: {type: synth}
+detection: {config: x}
+methods: [dama]
+"""))
+    assert gains(no_controls, {0: {"dama": ap(0.1, 0.1)}}) == {"dama": {}}
+
+
+def test_label_fractions_parse_and_tables(tmp_path):
+    import json
+
+    from dama_det.pipeline.compare_results import write_results
+
+    spec = load_run_spec(_write(tmp_path, """
+seeds: [0, 1]
+dataset: {type: synth, label_fraction: [1.0, 0.1, 0.25, 0.1]}
+detection: {config: x}
+methods: [random, dama]
+"""))
+    assert spec.label_fractions == [1.0, 0.25, 0.1] and "label_fraction" not in spec.dataset
+    single = load_run_spec(_write(tmp_path, "dataset: {type: synth, label_fraction: 0.5}\n"
+                                  "detection: {config: x}\nmethods: [dama]\n"))
+    assert single.label_fractions == [0.5]
+
+    def ap(mask):
+        return {"bbox": {"AP": mask / 2}, "segm": {"AP": mask}}
+
+    by_fraction = {f: {s: {"random": ap(f * 0.4 + s * 0.02), "dama": ap(f * 0.4 + 0.05)}
+                       for s in (0, 1)} for f in (1.0, 0.25, 0.1)}
+    text = write_results(tmp_path, spec, by_fraction).read_text()
+    assert "## 10 % of the training images labelled" in text
+    assert "| random | 5.0 ± 1.0 | 11.0 ± 1.0 | 41.0 ± 1.0 |" in text  # AP vs labels row
+    assert "| dama | 9.0 ± 0.0 | 15.0 ± 0.0 | 45.0 ± 0.0 |" in text
+    png = (tmp_path / "ap_vs_labels.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["label_fractions"] == [0.1, 0.25, 1.0]
+    assert summary["table"]["dama"]["segm/AP"]["mean"] == pytest.approx(0.45)  # all labels
+    assert summary["by_label_fraction"]["0.1"]["gains"]["dama"]["segm/AP vs random"]["mean"] \
+        == pytest.approx(0.04)
+    csv_rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("method,label_fraction,box AP mean") and len(csv_rows) == 7
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("dataset: {type: synth}\ndetection: {config: x}\nmethods: [byol]\n", "unknown method 'byol'"),
+    ("dataset: {type: synth}\ndetection: {config: x}\nmethods: [dama, dama]\n", "unique"),
+    ("dataset: {type: nope}\ndetection: {config: x}\nmethods: [dama]\n", "dataset.type"),
+    ("dataset: {type: folders, train: missing_dir, val: v}\ndetection: {config: x}\n"
+     "methods: [dama]\n", "dataset.train"),
+    ("dataset: {type: synth}\nmethods: [dama]\n", "missing key 'detection'"),
+    ("dataset: {type: synth}\ndetection: {config: x}\nmethods: [dama]\nseeds: 3\n", "seeds"),
+    ("dataset: {type: synth, label_fraction: [0.1, 0]}\ndetection: {config: x}\nmethods: [dama]\n",
+     "dataset.label_fraction"),
+    ("dataset: {type: synth, label_fraction: 2}\ndetection: {config: x}\nmethods: [dama]\n",
+     "dataset.label_fraction"),
+    ("dataset: {type: synth}\ndetection: {config: x}\nmethods: [{name: m, weights: no.pth}]\n",
+     "does not exist"),
+    ("dataset: {type: synth\n  detection: [\n", "invalid YAML"),
+    ("datasets: {type: synth}\n", "unknown key(s) datasets"),
+    # typos inside sections are errors too, named with their section
+    ("dataset: {type: synth}\npretrain: {model: test, epoch: 1}\ndetection: {config: x}\n"
+     "methods: [dama]\n", "pretrain.epoch"),
+    ("dataset: {type: synth, n_train_tile: 3}\ndetection: {config: x}\nmethods: [dama]\n",
+     "dataset.n_train_tile"),
+    ("dataset: {type: folders, train: ., val: ., max_crop: 9}\ndetection: {config: x}\n"
+     "methods: [dama]\n", "dataset.max_crop"),
+    ("dataset: {type: synth}\ndetection: {config: x, iter: 3}\nmethods: [dama]\n",
+     "detection.iter"),
+    ("dataset: {type: synth}\ndetection: {config: x}\nmethods: [dama]\n"
+     "evaluation: {max_det: 5}\n", "evaluation.max_det"),
+    ("dataset: {type: synth}\ndetection: {config: x, iters: 0}\nmethods: [dama]\n",
+     "detection.iters"),
+    ("dataset: {type: synth}\npretrain: {blr: -1}\ndetection: {config: x}\nmethods: [dama]\n",
+     "pretrain.blr"),
+    ("dataset: {type: synth}\ndetection: {config: x, opts: SOLVER.BASE_LR}\nmethods: [dama]\n",
+     "detection.opts"),
+    ("dataset: {type: synth}\ndetection: {config: x}\n"
+     "methods: [{name: d, method: dama, pretrain: {epoch: 4}}]\n", "methods[0].pretrain.epoch"),
+    ("dataset: {type: synth}\ndetection: {config: x}\n"
+     "methods: [{name: r, method: random, pretrain: {epochs: 4}}]\n", "not pretrained"),
+    ("dataset: {type: synth}\ndetection: {config: x}\nmethods: [dama]\nprobe: {task: seg}\n",
+     "probe.task"),
+    ("dataset: {type: synth}\ndetection: {config: x}\nmethods: [dama]\nprobe: {task: dense}\n",
+     "probe.data"),
+    ("dataset: {type: synth}\ndetection: {config: x}\nmethods: [dama]\n"
+     "probe: {max_image: 3}\n", "probe.max_image"),
+])
+def test_bad_descriptions_name_the_key(tmp_path, text, needle):
+    path = _write(tmp_path, text)
+    with pytest.raises(DamaUserError, match=None) as err:
+        load_run_spec(path)
+    assert needle in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_compare_cli_bad_description_is_one_error_line(tmp_path, capsys):
+    rc = main(["compare", str(tmp_path / "missing.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error:") and "missing.yaml" in err[0]
+
+
+def test_failed_stage_prints_one_error_line_and_how_to_continue(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    desc = _write(tmp_path, "dataset: {type: folders, train: empty, val: empty}\n"
+                            "detection: {config: x}\nmethods: [random]\n")
+    rc = main(["compare", str(desc), "--out", str(tmp_path / "out")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    errors = [line for line in err if line.startswith("error:")]
+    assert rc == 2 and len(errors) == 1 and "empty" in errors[0]  # the stage's own message
+    assert (err[-1].startswith("stopped: 'dama-det data' failed")
+            and "run the same command" in err[-1])
+
+
+def test_run_stage_skips_existing_outputs_and_checks_them(tmp_path):
+    out = tmp_path / "a.txt"
+    calls = []
+    run = lambda: (calls.append(1), out.write_text("x"))  # noqa: E731
+    assert not run_stage("s", [out], run, log=lambda s: None).skipped
+    assert run_stage("s", [out], run, log=lambda s: None).skipped
+    assert not run_stage("s", [out], run, force=True, log=lambda s: None).skipped
+    assert len(calls) == 2
+    with pytest.raises(RuntimeError, match="without writing"):
+        run_stage("t", [tmp_path / "never.txt"], lambda: None, log=lambda s: None)
+    # an interrupted non-atomic write (0 bytes, a truncated checkpoint) is not "done"
+    ckpt = tmp_path / "model_final.pth"
+    ckpt.write_bytes(b"")
+    assert not run_stage("c", [ckpt], lambda: ckpt.write_bytes(EMPTY_ZIP),
+                         log=lambda s: None).skipped
+    ckpt.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(RuntimeError, match="without writing"):
+        run_stage("c", [ckpt], lambda: None, log=lambda s: None)
