@@ -1,9 +1,9 @@
 """Detection evaluators by name: the values ``TEST.EVALUATOR`` may take.
 
-``DamaTrainer.build_evaluator`` looks the configured name up here, and ``setup``
-rejects an unknown name before training starts (not after it, when the first
-evaluation would run). A new evaluator is one decorated function in any module imported
-before training::
+``DamaTrainer.build_evaluator`` looks the configured name up here, and building the
+training config (``engine.setup.build_cfg``) rejects an unknown name before training
+starts (not after it, when the first evaluation would run). A new evaluator is one
+decorated function in any module imported before training::
 
     from dama_det.engine.evaluators import register_evaluator
 

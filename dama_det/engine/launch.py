@@ -183,12 +183,10 @@ def prepare(args: argparse.Namespace, cfg=None):
     """
     from ..utils import claim_output_dir, glob_outputs
     from .datasets import check_dataset_images, ensure_synthetic_data, register_datasets_from_cfg
-    from .evaluators import check_evaluator_name
     from .setup import build_cfg
 
     if cfg is None:
         cfg = build_cfg(args)
-    check_evaluator_name(cfg.TEST.EVALUATOR)
     if args.machine_rank == 0 and not args.eval_only:
         out = cfg.OUTPUT_DIR
         flag = "--output-dir" if getattr(args, "output_dir", None) else "OUTPUT_DIR"

@@ -93,6 +93,7 @@ def build_cfg(args: argparse.Namespace, resolve: bool = True) -> CfgNode:
     except (KeyError, ValueError, AssertionError) as exc:
         raise DamaUserError(f"config override: {exc}") from None
     check_channel_config(cfg, config_file)
+    check_evaluator_name(cfg.TEST.EVALUATOR)  # at start-up, not when training has ended
     resolve_pretrain_img_size(cfg)
     if resolve:
         resolve_device(cfg)
@@ -242,7 +243,6 @@ def setup(args: argparse.Namespace) -> CfgNode:
         The frozen config.
     """
     cfg = build_cfg(args, resolve=False)
-    check_evaluator_name(cfg.TEST.EVALUATOR)  # before training, not at its end
     requested_device = cfg.MODEL.DEVICE
     resolve_device(cfg)
     reset_run_loggers()

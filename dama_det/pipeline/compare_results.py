@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluation.metric_registry import table_metrics
 from ..utils.io import atomic_write_bytes, atomic_write_json
 from .run_spec import RunSpec
 
@@ -54,8 +55,6 @@ def cell_aggregate(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[st
     """Mean and std over seeds of every table metric of the cell-metric registry at every
     matching IoU threshold: ``{method: {"0.5": {"accuracy": {mean, std, n}, ...}, ...}}``
     (empty when the evaluations hold no cell metrics)."""
-    from ..evaluation.metric_registry import table_metrics
-
     out: dict[str, dict[str, dict]] = {}
     for m in spec.methods:
         cells = [metrics[s][m.name].get("cell") or {} for s in spec.seeds]
@@ -67,8 +66,6 @@ def cell_aggregate(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[st
 
 
 def _cell_lines(cell: dict[str, dict[str, dict]]) -> list[str]:
-    from ..evaluation.metric_registry import table_metrics
-
     if not cell:
         return []
     metrics = table_metrics()
