@@ -1,9 +1,14 @@
 """Shared argparse pieces of the ``dama-det`` subcommands: a help formatter and value
 types that reject bad numbers with a clear message (argparse then prints one
-``error:`` line and exits 2)."""
+``error:`` line and exits 2; they live in :mod:`dama_det.options`, which repeats them
+for typed options)."""
 from __future__ import annotations
 
 import argparse
+
+from ..options import fraction, non_negative_float, non_negative_int, positive_int
+
+__all__ = ["HelpFormatter", "fraction", "non_negative_float", "non_negative_int", "positive_int"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -14,27 +19,3 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a float in [0, 1]."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value

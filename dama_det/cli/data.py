@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..data.options import add_crops_arguments, add_synth_arguments, add_to_coco_arguments
 from ._args import HelpFormatter
 
 
@@ -35,13 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "to the json's folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    g = to_coco.add_argument_group("input")
-    g.add_argument("folder", metavar="FOLDER", help="folder with <name>.tif + <name>_masks.tif")
-    g.add_argument("--channels", type=int, default=None, metavar="C",
-                   help="require every image to have C channels")
-    g = to_coco.add_argument_group("output")
-    g.add_argument("--out", required=True, metavar="GT.json", help="COCO json to write")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_to_coco_arguments(to_coco)
     to_coco.set_defaults(func=run_to_coco)
 
     from_coco = sub.add_parser(
@@ -74,16 +69,9 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 def run_to_coco(args: argparse.Namespace) -> int:
     """``dama-det data to-coco FOLDER --out GT.json``."""
-    from ..data.coco_labels import folder_to_coco
-    from ..utils import atomic_write_json, check_output_file
+    from ..data import options
 
-    out = check_output_file(args.out)
-    t0 = time.perf_counter()
-    coco = folder_to_coco(args.folder, progress=not args.quiet, relative_to=out.resolve().parent,
-                          expected_channels=args.channels)
-    atomic_write_json(out, coco, indent=None)
-    print(f"wrote {out}: {len(coco['images'])} images, {len(coco['annotations'])} instances "
-          f"({time.perf_counter() - t0:.1f} s)")
+    options.run_to_coco(options.ToCocoOptions.from_namespace(args))
     return 0
 
 
@@ -111,42 +99,15 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         "meta.json and a preview.png. Same seed -> identical files.",
         formatter_class=HelpFormatter,
     )
-    out = p.add_argument_group("output")
-    out.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    out.add_argument("--no-preview", action="store_true", help="do not write preview.png")
-    size = p.add_argument_group("dataset size")
-    size.add_argument("--n-train-tiles", type=int, default=4, help="training tiles")
-    size.add_argument("--n-val-tiles", type=int, default=2, help="validation tiles")
-    size.add_argument("--tile-size", type=int, default=512, help="tile height/width (px)")
-    size.add_argument("--n-crops-per-type", type=int, default=40,
-                      help="cell-centred crops per cell type")
-    size.add_argument("--crop-size", type=int, default=128, help="crop height/width (px)")
-    gen = p.add_argument_group("generation")
-    gen.add_argument("--seed", type=int, default=0, help="random seed")
-    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_synth_arguments(p)
     p.set_defaults(func=run_synth)
 
 
 def run_synth(args: argparse.Namespace) -> int:
     """Run ``dama-det data synth``; returns the exit status."""
-    from ..data.synth import generate_dataset
+    from ..data import options
 
-    t0 = time.perf_counter()
-    paths = generate_dataset(
-        args.out,
-        n_train_tiles=args.n_train_tiles,
-        n_val_tiles=args.n_val_tiles,
-        tile_size=args.tile_size,
-        n_crops_per_type=args.n_crops_per_type,
-        crop_size=args.crop_size,
-        seed=args.seed,
-        progress=not args.quiet,
-        preview=not args.no_preview,
-    )
-    dt = time.perf_counter() - t0
-    print(f"wrote synthetic dataset to {args.out} in {dt:.1f} s "
-          f"({len(paths['train_images'])} train + {len(paths['val_images'])} val tiles, "
-          f"{len(paths['crops'])} crops)")
+    options.run_synth(options.SynthOptions.from_namespace(args))
     return 0
 
 
@@ -161,46 +122,13 @@ def _add_crops(sub: argparse._SubParsersAction) -> None:
         "would reach past the image border are skipped.",
         formatter_class=HelpFormatter,
     )
-    io = p.add_argument_group("input / output")
-    io.add_argument("inputs", nargs="+", metavar="INPUT",
-                    help="TIFF/OME-TIFF files or folders holding them (searched recursively)")
-    io.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    seg = p.add_argument_group("cell finding")
-    seg.add_argument("--nuclear-channel", type=int, default=0,
-                     help="channel index used to find nuclei; -1 = sum of all channels")
-    seg.add_argument("--erosion-radius", type=int, default=2,
-                     help="disk radius of the erosion applied to the foreground mask")
-    seg.add_argument("--min-distance", type=int, default=None,
-                     help="minimum distance (px) between two cell centres "
-                     "(default: max(3, crop_size // 24))")
-    seg.add_argument("--min-area", type=int, default=None,
-                     help="smallest eroded nucleus area (px) kept "
-                     "(default: max(8, min_distance**2 // 2))")
-    crop = p.add_argument_group("crops")
-    crop.add_argument("--crop-size", type=int, default=128, help="crop height/width (px)")
-    crop.add_argument("--tile-size", type=int, default=1000,
-                      help="large images are processed in tiles of this size (px)")
-    crop.add_argument("--max-crops", type=int, default=None,
-                      help="stop after this many crops in total")
-    crop.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_crops_arguments(p)
     p.set_defaults(func=run_crops)
 
 
 def run_crops(args: argparse.Namespace) -> int:
     """Run ``dama-det data crops``; returns the exit status."""
-    from ..data.crops import extract_cell_crops
+    from ..data import options
 
-    result = extract_cell_crops(
-        args.inputs,
-        args.out,
-        crop_size=args.crop_size,
-        tile_size=args.tile_size,
-        nuclear_channel=args.nuclear_channel,
-        erosion_radius=args.erosion_radius,
-        min_distance=args.min_distance,
-        min_area=args.min_area,
-        max_crops=args.max_crops,
-        progress=not args.quiet,
-    )
-    print(f"wrote {len(result)} crops to {args.out}")
+    options.run_crops(options.CropsOptions.from_namespace(args))
     return 0

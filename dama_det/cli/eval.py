@@ -3,59 +3,14 @@ metrics of one or more methods against a ground truth, with figures."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..errors import DamaUserError
+from ..evaluation.options import EvalOptions, add_eval_arguments, max_dets_list, parse_named_sources
 
-
-def parse_named_sources(values: list[str], option: str = "--results") -> dict[str, str]:
-    """``["A=path", "B=dir"]`` -> ``{"A": "path", "B": "dir"}``; bad or duplicate names
-    raise DamaUserError."""
-    out: dict[str, str] = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise DamaUserError(f"{option} {value!r}: expected NAME=PATH")
-        name = name.strip()
-        if name in out:
-            raise DamaUserError(f"{option}: the name {name!r} is given twice")
-        if not Path(path).exists():
-            raise DamaUserError(f"{option} {value!r}: {path} does not exist")
-        out[name] = path
-    return out
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-
-
-def _area_ranges(text: str):
-    """``coco``, ``cells`` or ``name:lo:hi,name:lo:hi`` (pixels^2)."""
-    if text in ("coco", "cells"):
-        return text
-    out = {}
-    for item in text.split(","):
-        parts = item.split(":")
-        try:
-            name, lo, hi = parts[0], float(parts[1]), float(parts[2])
-        except (IndexError, ValueError):
-            raise argparse.ArgumentTypeError(
-                f"area range {item!r}: expected NAME:LO:HI (pixels^2), or 'coco' / 'cells'")
-        out[name] = (lo, hi)
-    return out
-
-
-def max_dets_list(k: int) -> tuple[int, ...]:
-    """maxDets for ``--max-dets K``: 1, 10, 100 below K, then K."""
-    if k < 1:
-        raise DamaUserError(f"--max-dets must be >= 1, got {k}")
-    return tuple(d for d in (1, 10, 100) if d < k) + (k,)
+__all__ = ["max_dets_list", "parse_named_sources", "register", "run"]
 
 
 def register(subparsers) -> None:
+    """Add the ``eval`` subcommand."""
     p = subparsers.add_parser(
         "eval",
         help="evaluate COCO results (or label-image folders) against a ground truth",
@@ -64,59 +19,13 @@ def register(subparsers) -> None:
         "matching metrics for one or more methods. Writes OUT/metrics.json, "
         "OUT/report.json, OUT/pr_curves.npz, OUT/summary.md and OUT/figures/.",
     )
-    io = p.add_argument_group("input / output")
-    io.add_argument("--gt", required=True, metavar="GT",
-                    help="ground-truth COCO json (or a folder of <name>.tif + <name>_masks.tif)")
-    io.add_argument("--results", required=True, nargs="+", metavar="NAME=PATH",
-                    help="one per method: a COCO results json, or a folder of label images "
-                    "(<name>_masks.tif / <name>_cp_masks.tif / <name>.tif; scores 1)")
-    io.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    io.add_argument("--no-figures", action="store_true", help="skip drawing figures")
-    coco = p.add_argument_group("COCO metrics")
-    coco.add_argument("--max-dets", type=int, default=1000, metavar="K",
-                      help="largest maxDets, the one AP uses; maxDets = 1, 10, 100 (below K), "
-                      "K (default: %(default)s)")
-    coco.add_argument("--iou-thresholds", type=_floats,
-                      default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9],
-                      metavar="T,T,...", help="IoU thresholds of the PR curves "
-                      "(default: 0.1,...,0.9 and 0.75; AP always uses 0.5:0.95)")
-    coco.add_argument("--area-ranges", type=_area_ranges, default="coco", metavar="SPEC",
-                      help="'coco' (32^2, 96^2), 'cells' (16^2, 32^2) or NAME:LO:HI,... in "
-                      "pixels^2 (default: %(default)s)")
-    coco.add_argument("--engine", choices=("faster", "pycocotools"), default="faster",
-                      help="COCOeval implementation; results agree to 1e-12 "
-                      "(default: %(default)s)")
-    cell = p.add_argument_group("cell matching metrics")
-    cell.add_argument("--cell-iou-thresholds", type=_floats, default=[0.5, 0.6, 0.7, 0.8, 0.9],
-                      metavar="T,T,...", help="IoU thresholds of TP/FP/FN, F1, TP/(TP+FP+FN) "
-                      "(default: 0.5,0.6,0.7,0.8,0.9)")
-    cell.add_argument("--score-threshold", type=float, default=0.5, metavar="S",
-                      help="ignore predictions scored lower in the matching metrics "
-                      "(default: %(default)s)")
+    add_eval_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.report import evaluate_report, write_report
-    from ..utils import check_output_dir
+    """Run ``dama-det eval``; returns the exit status."""
+    from ..evaluation.eval_command import run_eval
 
-    check_output_dir(args.out)
-    sources = parse_named_sources(args.results)
-    if not Path(args.gt).exists():
-        raise DamaUserError(f"--gt {args.gt}: no such file or folder")
-    report = evaluate_report(
-        args.gt, sources, max_dets=max_dets_list(args.max_dets),
-        iou_thresholds=args.iou_thresholds, area_ranges=args.area_ranges,
-        cell_iou_thresholds=args.cell_iou_thresholds, score_threshold=args.score_threshold,
-        engine=args.engine)
-    write_report(report, args.out, figures=not args.no_figures)
-    for name, m in report.metrics().items():
-        parts = [f"{t} AP {m[t]['AP']:.4f}" for t in ("bbox", "segm")
-                 if t in m and m[t]["AP"] is not None]
-        first = next(iter(m["cell"]), None)
-        if first:
-            parts.append(f"F1@{first} {m['cell'][first]['f1']:.4f}")
-        print(f"{name}: " + ", ".join(parts))
-    figures = "" if args.no_figures else f" and figures in {Path(args.out) / 'figures'}"
-    print(f"wrote {Path(args.out) / 'metrics.json'}{figures}")
+    run_eval(EvalOptions.from_namespace(args))
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..pretrain.options import ExportOptions, add_export_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` subcommand."""
@@ -12,22 +14,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "from a `dama-det pretrain` checkpoint, with its img_size, patch_size, in_chans, "
         "embed_dim, depth and num_heads: the file `dama-det train` and `dama-det classify` load.",
     )
-    io = parser.add_argument_group("input / output")
-    io.add_argument("checkpoint", metavar="CHECKPOINT",
-                    help="checkpoint-*.pth from dama-det pretrain")
-    io.add_argument("--out", required=True, metavar="FILE", help="encoder export to write (.pth)")
+    add_export_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the export; returns the exit status."""
-    from ..encoder_export.format import load_encoder_export
-    from ..pretrain.export import export_checkpoint
-    from ..utils import check_output_file
+    from ..pretrain.export import run_export
 
-    path = export_checkpoint(args.checkpoint, check_output_file(args.out))
-    meta = load_encoder_export(path)
-    print(f"wrote {path}: {meta['method']} encoder, {meta['embed_dim']}/{meta['depth']}/"
-          f"{meta['num_heads']}, {meta['in_chans']} channels, {meta['img_size']} px, "
-          f"patch {meta['patch_size']}, epoch {meta['epoch']}")
+    run_export(ExportOptions.from_namespace(args))
     return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..pretrain.options import add_pretrain_arguments
+from ..pretrain.options import PretrainOptions, add_pretrain_arguments
 from ._args import HelpFormatter
 
 DESCRIPTION = """\
@@ -33,14 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or submit) the pretraining; returns the exit status."""
-    if args.slurm:
+    opts = PretrainOptions.from_namespace(args)
+    if opts.slurm:
         from ..pretrain.slurm import submit_pretraining
 
-        job = submit_pretraining(args)
-        logs = args.slurm_dir or args.output_dir + "/slurm"
+        job = submit_pretraining(opts)
+        logs = opts.slurm_dir or opts.output_dir + "/slurm"
         print(f"submitted SLURM job {job.job_id}; logs in {logs}")
         return 0
     from ..pretrain.driver import run_pretraining
 
-    run_pretraining(args)
+    run_pretraining(opts)
     return 0

@@ -6,7 +6,8 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` subcommand."""
-    from ..engine.launch import EPILOG, add_train_arguments
+    from ..engine.launch import EPILOG
+    from ..engine.options import add_train_arguments
 
     parser = subparsers.add_parser(
         "train",
@@ -26,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run training / evaluation; returns the exit status."""
-    from ..engine.launch import launch_from_args
+    from ..engine.launch import run_training
+    from ..engine.options import TrainOptions
 
-    launch_from_args(args)
+    run_training(TrainOptions.from_namespace(args))
     return 0

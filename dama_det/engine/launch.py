@@ -13,6 +13,10 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import DamaUserError
+from .options import TrainOptions, add_train_arguments
+
+__all__ = ["EPILOG", "TrainOptions", "add_train_arguments", "build_argument_parser", "cli_main",
+           "launch_from_args", "main", "prepare", "run_training"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,59 +41,6 @@ EPILOG = """examples:
 """
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the training flags (grouped) to ``parser``; returns it."""
-    from .config_files import DEFAULT_CONFIG
-
-    g = parser.add_argument_group("config")
-    g.add_argument("--config-file", "--config", dest="config_file", default=DEFAULT_CONFIG,
-                   metavar="FILE", help="YAML config: a path or a name under configs/ "
-                   f"(default: {DEFAULT_CONFIG})")
-    g.add_argument("--output-dir", metavar="DIR", default=None,
-                   help="where checkpoints, logs, metrics.json and TensorBoard events go "
-                   "(default: the config's OUTPUT_DIR)")
-    g.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                   help="config overrides, e.g. SOLVER.BASE_LR 2e-4 SOLVER.MAX_ITER 1000")
-
-    g = parser.add_argument_group("data")
-    g.add_argument("--train-json", metavar="JSON", default=None,
-                   help="COCO json of the training images (default: the config's datasets; "
-                   "synthetic data is generated into OUTPUT_DIR/synth_data if needed)")
-    g.add_argument("--val-json", metavar="JSON", default=None,
-                   help="COCO json of the validation images")
-
-    g = parser.add_argument_group("weights")
-    g.add_argument("--weights", metavar="EXPORT", default=None,
-                   help="pretrained encoder export (`dama-det export`) loaded into the ViT "
-                   "(MODEL.DAMA_VIT.ENCODER_WEIGHTS)")
-    g.add_argument("--checkpoint", metavar="PTH", default=None,
-                   help="full detector checkpoint to start from or evaluate (MODEL.WEIGHTS)")
-    g.add_argument("--resume", action="store_true",
-                   help="resume from the last checkpoint in the output directory")
-    g.add_argument("--overwrite", action="store_true",
-                   help="train into an output directory that holds an earlier run, removing "
-                   "its checkpoints, metrics, events and logs first (without --resume or "
-                   "--overwrite such a directory is refused)")
-    g.add_argument("--eval-only", action="store_true",
-                   help="only evaluate (--checkpoint, or the output directory's last checkpoint)")
-
-    g = parser.add_argument_group("hardware")
-    g.add_argument("--device", default=None, metavar="DEV",
-                   help="auto, cpu, cuda, cuda:1 (default: the config's MODEL.DEVICE, auto)")
-    g.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
-                   help="mixed precision: auto = the config's (AMP on CUDA, fp32 on CPU); "
-                   "bf16 also enables bf16 autocast on CPU")
-    g.add_argument("--seed", type=int, default=None, help="random seed (default: config SEED)")
-    g.add_argument("--num-gpus", type=int, default=1, metavar="N",
-                   help="processes per machine (GPUs; on CPU: gloo processes)")
-    g.add_argument("--num-machines", type=int, default=1, metavar="N", help="machines")
-    g.add_argument("--machine-rank", type=int, default=0, metavar="R",
-                   help="rank of this machine")
-    g.add_argument("--dist-url", default="auto", metavar="URL",
-                   help="DDP rendezvous URL (tcp://host:port; auto = a free local port)")
-    return parser
-
-
 def build_argument_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """A stand-alone parser with the training flags (``tools/train_net.py``)."""
     parser = argparse.ArgumentParser(
@@ -102,7 +53,7 @@ def build_argument_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return add_train_arguments(parser)
 
 
-def main(args: argparse.Namespace) -> OrderedDict | dict | None:
+def main(args: TrainOptions) -> OrderedDict | dict | None:
     """Train or evaluate in this process (one DDP worker).
 
     ``--checkpoint`` (``MODEL.WEIGHTS``) and the checkpoint ``--eval-only`` evaluates are
@@ -169,7 +120,7 @@ def _ensure_final_checkpoint(trainer) -> None:
         trainer.checkpointer.save("model_final", iteration=trainer.max_iter - 1)
 
 
-def prepare(args: argparse.Namespace, cfg=None):
+def prepare(args: TrainOptions, cfg=None):
     """Work done once before workers start: check the config, the output directory (an
     earlier run in it needs ``--resume`` or ``--overwrite``) and the datasets' images,
     and generate the synthetic data set if the config needs it and it is absent.
@@ -208,18 +159,27 @@ def _remove_unstarted_run(out_dir: str) -> None:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def launch_from_args(args: argparse.Namespace):
-    """Run ``main`` in this process or in ``num_gpus x num_machines`` DDP workers.
+def launch_from_args(args: TrainOptions | argparse.Namespace):
+    """:func:`run_training` of parsed arguments (``tools/train_net.py``, tests)."""
+    return run_training(TrainOptions.of(args))
+
+
+def run_training(args: TrainOptions):
+    """Run ``main`` in this process or in ``num_gpus x num_machines`` DDP workers: the
+    entry function of ``dama-det train``.
 
     When the output directory did not exist and the run stops on a user error before
     its first checkpoint, the directory is removed again.
+
+    Raises:
+        DamaUserError: a bad option or config, or an output directory with an earlier
+            run and neither ``resume`` nor ``overwrite``.
     """
     from detectron2.engine import launch
 
     from .setup import build_cfg
 
-    if args.num_gpus < 1 or args.num_machines < 1:
-        raise DamaUserError("--num-gpus and --num-machines must be >= 1")
+    args.validate()
     cfg = build_cfg(args)
     fresh = bool(cfg.OUTPUT_DIR) and not os.path.exists(cfg.OUTPUT_DIR)
     try:
@@ -248,9 +208,9 @@ def launch_from_args(args: argparse.Namespace):
 def cli_main(argv: list[str] | None = None) -> int:
     """``tools/train_net.py``: parse, run, map user errors to exit status 2."""
     parser = build_argument_parser(prog=os.path.basename(sys.argv[0]) if argv is None else None)
-    args = parser.parse_args(argv)
+    args = TrainOptions.from_namespace(parser.parse_args(argv))
     try:
-        launch_from_args(args)
+        run_training(args)
     except DamaUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

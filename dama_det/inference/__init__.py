@@ -1,23 +1,33 @@
 """Prediction: sliding-window tiled inference with instance merging, the Mask R-CNN
 tile predictor, and outputs (label images, COCO results, overlays).
 
-Light modules are imported here; :mod:`.predictor` (torch, Detectron2) is imported on
-use: ``from dama_det.inference.predictor import MaskRCNNTilePredictor``.
+Every name below is imported on first access (``from dama_det.inference import
+predict_tiles`` works), so that :mod:`.options` (the ``predict`` / ``classical`` command
+options) loads without numpy or torch; :mod:`.predictor` (torch, Detectron2) is
+imported on use: ``from dama_det.inference.predictor import MaskRCNNTilePredictor``.
 """
-from .merge import merge_tile_detections, paint_labels
-from .outputs import crop_to_rle, detections_to_coco_results, render_overlay
-from .tiling import make_tile_grid, predict_image_tiled, predict_tiles
-from .types import Detection, Tile
+from __future__ import annotations
 
-__all__ = [
-    "Detection",
-    "Tile",
-    "crop_to_rle",
-    "detections_to_coco_results",
-    "make_tile_grid",
-    "merge_tile_detections",
-    "paint_labels",
-    "predict_image_tiled",
-    "predict_tiles",
-    "render_overlay",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "merge_tile_detections": "merge",
+    "paint_labels": "merge",
+    "crop_to_rle": "outputs",
+    "detections_to_coco_results": "outputs",
+    "render_overlay": "outputs",
+    "make_tile_grid": "tiling",
+    "predict_image_tiled": "tiling",
+    "predict_tiles": "tiling",
+    "Detection": "types",
+    "Tile": "types",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
+from .options import ClassicalOptions
 from .types import Detection
 
 #: Defaults of :func:`segment_classical` (chosen on DSB2018 train images).
@@ -299,3 +300,26 @@ def predict_classical(
         "annotations": results,
     }
     return atomic_write_json(out / PREDICTIONS_JSON, predictions, indent=None)
+
+
+def run_classical(opts: ClassicalOptions) -> Path:
+    """Segment ``opts.inputs`` into ``opts.out``: the entry function of ``dama-det
+    classical``; returns ``opts.out/predictions.json``.
+
+    Raises:
+        DamaUserError: a bad option or input, or an output path that cannot be written.
+    """
+    import json
+
+    from ..utils import check_output_dir
+
+    opts.validate()
+    check_output_dir(opts.out)
+    path = predict_classical(
+        opts.inputs, opts.out, overlay=not opts.no_overlay, progress=not opts.quiet,
+        channel=opts.channel, sigma=opts.sigma, min_distance=opts.min_distance,
+        min_size=opts.min_size, distance_sigma=opts.distance_sigma,
+    )
+    preds = json.loads(Path(path).read_text(encoding="utf-8"))
+    print(f"{len(preds['images'])} image(s), {len(preds['annotations'])} instance(s) -> {path}")
+    return Path(path)

@@ -1,14 +1,14 @@
 """Pretraining driver: data, model, optimiser, DDP, checkpoints, logs, figures, export.
 
-``run_pretraining(args)`` is what ``dama-det pretrain`` calls (args from
-:mod:`dama_det.pretrain.options`). Under ``torchrun`` (``RANK``/``WORLD_SIZE`` in the
-environment) it runs data-parallel (nccl on CUDA, gloo on CPU). Each epoch it writes
-``checkpoint-last.pth`` (atomically), ``checkpoint-best.pth`` when the epoch's mean
-loss is the lowest so far, ``checkpoint-EPOCH.pth`` every ``--save-every`` epochs, a
-line of ``log.jsonl``, TensorBoard scalars and, every ``--vis-every`` epochs, a
-reconstruction figure; at the end ``encoder.pth`` (the student-1 encoder export). An
-OUTPUT_DIR that holds an earlier run is refused unless ``--resume`` continues it or
-``--overwrite`` replaces it.
+``run_pretraining(options)`` is what ``dama-det pretrain`` calls (a
+:class:`~dama_det.pretrain.options.PretrainOptions`). Under ``torchrun``
+(``RANK``/``WORLD_SIZE`` in the environment) it runs data-parallel (nccl on CUDA, gloo
+on CPU). Each epoch it writes ``checkpoint-last.pth`` (atomically),
+``checkpoint-best.pth`` when the epoch's mean loss is the lowest so far,
+``checkpoint-EPOCH.pth`` every ``--save-every`` epochs, a line of ``log.jsonl``,
+TensorBoard scalars and, every ``--vis-every`` epochs, a reconstruction figure; at the
+end ``encoder.pth`` (the student-1 encoder export). An OUTPUT_DIR that holds an earlier
+run is refused unless ``--resume`` continues it or ``--overwrite`` replaces it.
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from .dataset import CropFolderDataset
 from .epoch_loop import train_one_epoch
 from .export import export_pretrainer, pretrainer_export
 from .models_mae import mae_config
+from .options import PretrainOptions
 from .visualize import save_reconstruction_figure
 
 #: Files of OUTPUT_DIR that show a pretraining run has used it (``--resume`` continues
@@ -46,7 +47,7 @@ RUN_RESULTS = ("checkpoint-*.pth", "log.jsonl", "encoder.pth")
 RUN_OUTPUTS = (*RUN_RESULTS, "tensorboard", "figures")
 
 
-def build_model(args: argparse.Namespace,
+def build_model(args: PretrainOptions,
                 pixel_stats: tuple[list[float], list[float]] | None = None) -> DAMAPretrainer:
     """The pretraining model described by ``args`` (with input standardisation
     ``pixel_stats = (mean, std)`` if given)."""
@@ -89,25 +90,7 @@ def synthetic_crops(out_dir: Path, n_per_type: int, seed: int, progress: bool = 
     return out_dir
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    for name in ("epochs", "batch_size", "accum_iter"):
-        if getattr(args, name) < 1:
-            raise DamaUserError(
-                f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.warmup_epochs < 0 or args.num_workers < 0:
-        raise DamaUserError("--warmup-epochs and --num-workers must be >= 0")
-    lo, hi = args.crop_scale
-    if not 0 < lo <= hi <= 1:
-        raise DamaUserError(f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
-    if args.probe_every < 0:
-        raise DamaUserError(f"--probe-every must be >= 0, got {args.probe_every}")
-    if args.probe_every and not args.probe_data:
-        raise DamaUserError("--probe-every needs --probe-data (the probe task's folder)")
-    if args.probe_every and not Path(args.probe_data).is_dir():
-        raise DamaUserError(f"{args.probe_data}: no such folder (--probe-data)")
-
-
-def probe_encoder(model: DAMAPretrainer, args: argparse.Namespace,
+def probe_encoder(model: DAMAPretrainer, args: PretrainOptions,
                   device: torch.device) -> dict[str, float]:
     """Frozen-encoder probe of student 1 (``--probe-task`` on ``--probe-data``).
 
@@ -136,7 +119,7 @@ def probe_encoder(model: DAMAPretrainer, args: argparse.Namespace,
     return out
 
 
-def _resolve_resume(args: argparse.Namespace, out: Path) -> Path | None:
+def _resolve_resume(args: PretrainOptions, out: Path) -> Path | None:
     if not args.resume:
         return None
     if args.resume == "auto":
@@ -166,14 +149,19 @@ def _figure(model: DAMAPretrainer, dataset: CropFolderDataset, args, device, amp
     )
 
 
-def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
-    """Pretrain as ``args`` say (see :mod:`dama_det.pretrain.options`).
+def run_pretraining(args: PretrainOptions | argparse.Namespace) -> dict[str, Any]:
+    """Pretrain as ``args`` say: the entry function of ``dama-det pretrain`` (a parsed
+    namespace is converted to :class:`~.options.PretrainOptions`).
+
+    Raises:
+        DamaUserError: a bad option (checked before anything is written), or an
+            OUTPUT_DIR with an earlier run and neither ``resume`` nor ``overwrite``.
 
     Returns:
         Summary: ``epochs_run``, ``last`` epoch stats, ``best_loss``, ``checkpoint``,
         ``export`` paths.
     """
-    _check_args(args)
+    args = PretrainOptions.of(args).validate()
     info, device = init_distributed(pick_device(args.device), args.dist_backend)
     rank, world, local_rank, is_main = info.rank, info.world_size, info.local_rank, info.is_main
     amp_dtype = resolve_amp_dtype(args.amp, device)

@@ -17,6 +17,7 @@ from ..encoder_export.format import ENCODER_KEY_PREFIXES, make_encoder_export, s
 from ..errors import DamaUserError
 from ..utils.io import atomic_torch_save
 from .checkpoint import load_checkpoint
+from .options import ExportOptions
 
 
 def encoder_state_from_pretrainer_state(
@@ -96,3 +97,18 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike)
         channel_names=ckpt.get("channel_names"), epoch=int(ckpt["epoch"]) + 1,
         pixel_mean=cfg.get("pixel_mean"), pixel_std=cfg.get("pixel_std"),
     )
+
+
+def run_export(opts: ExportOptions) -> Path:
+    """``dama-det export``: write the student-1 encoder of ``opts.checkpoint`` to
+    ``opts.out`` and print what it holds; returns the export's path."""
+    from ..encoder_export.format import load_encoder_export
+    from ..utils import check_output_file
+
+    opts.validate()
+    path = export_checkpoint(opts.checkpoint, check_output_file(opts.out))
+    meta = load_encoder_export(path)
+    print(f"wrote {path}: {meta['method']} encoder, {meta['embed_dim']}/{meta['depth']}/"
+          f"{meta['num_heads']}, {meta['in_chans']} channels, {meta['img_size']} px, "
+          f"patch {meta['patch_size']}, epoch {meta['epoch']}")
+    return path

@@ -2,13 +2,18 @@
 
 Groups: data / model / method / optimisation / output / distributed. The defaults
 pretrain a tiny ViT with DAMA for a short schedule on the built-in synthetic crops,
-on whatever device is available.
+on whatever device is available. :class:`PretrainOptions` (and :class:`ExportOptions`
+of ``dama-det export``) are the typed options of the stage (:mod:`dama_det.options`).
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Sequence
 
 from ..encoder_export.sizes import MODEL_SIZES, WEIGHT_INITS, sizes_help
+from ..errors import DamaUserError
+from ..options import StageOptions, stage_options
 from .method_registry import method_names, methods_help
 
 
@@ -146,7 +151,123 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
-def parse_pretrain_args(argv: list[str]) -> argparse.Namespace:
+def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``dama-det export`` options to ``parser``; returns it."""
+    io = parser.add_argument_group("input / output")
+    io.add_argument("checkpoint", metavar="CHECKPOINT",
+                    help="checkpoint-*.pth from dama-det pretrain")
+    io.add_argument("--out", required=True, metavar="FILE", help="encoder export to write (.pth)")
+    return parser
+
+
+@stage_options("pretrain", arguments=add_pretrain_arguments)
+class PretrainOptions(StageOptions):
+    """``dama-det pretrain``: what :func:`~.driver.run_pretraining` and
+    :func:`~.slurm.submit_pretraining` take (fields: the flags, defaults: theirs)."""
+
+    # data
+    data: str | None
+    synthetic_per_type: int
+    in_chans: int
+    img_size: int
+    scaling: str
+    pixel_stats: str
+    crop_scale: Sequence[float]
+    rotation: float
+    shift: float
+    flips: bool
+    num_workers: int
+    # model
+    model: str
+    patch_size: int
+    decoder_embed_dim: int | None
+    decoder_depth: int | None
+    decoder_num_heads: int | None
+    weight_init: str
+    norm_pix_loss: bool
+    # method
+    method: str
+    mask_ratio: float
+    overlap_ratio: float
+    regress_blocks: int
+    beta: float
+    weight_regression: float
+    weight_recon1: float
+    weight_recon2: float
+    stable_epochs: int
+    ema_momentum: float
+    # optimisation
+    epochs: int
+    stop_after_epoch: int | None
+    warmup_epochs: float
+    batch_size: int
+    accum_iter: int
+    blr: float
+    lr: float | None
+    min_lr: float
+    weight_decay: float
+    clip_grad: float | None
+    amp: str
+    device: str
+    seed: int
+    # output
+    output_dir: str
+    untrained: bool
+    resume: str | None
+    overwrite: bool
+    save_every: int
+    vis_every: int
+    vis_samples: int
+    log_every: int
+    progress: bool
+    # probes
+    probe_every: int
+    probe_task: str
+    probe_data: str | None
+    probe_max_images: int | None
+    # distributed
+    dist_backend: str
+    slurm: bool
+    nodes: int
+    ngpus: int
+    partition: str | None
+    timeout_min: int
+    mem_gb: int
+    cpus_per_task: int
+    slurm_dir: str | None
+
+    def check(self) -> None:
+        """Checks the parser cannot make (ranges, --probe-every with its folder).
+
+        Raises:
+            DamaUserError: the first bad value.
+        """
+        for name in ("epochs", "batch_size", "accum_iter"):
+            if getattr(self, name) < 1:
+                raise DamaUserError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_epochs < 0 or self.num_workers < 0:
+            raise DamaUserError("--warmup-epochs and --num-workers must be >= 0")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise DamaUserError(f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
+        if self.probe_every < 0:
+            raise DamaUserError(f"--probe-every must be >= 0, got {self.probe_every}")
+        if self.probe_every and not self.probe_data:
+            raise DamaUserError("--probe-every needs --probe-data (the probe task's folder)")
+        if self.probe_every and not Path(self.probe_data).is_dir():
+            raise DamaUserError(f"{self.probe_data}: no such folder (--probe-data)")
+
+
+@stage_options("export", arguments=add_export_arguments)
+class ExportOptions(StageOptions):
+    """``dama-det export``: the student-1 encoder of a pretraining checkpoint."""
+
+    checkpoint: str
+    out: str
+
+
+def parse_pretrain_args(argv: list[str]) -> PretrainOptions:
     """Parse pretraining options (for Python use and tests)."""
     parser = argparse.ArgumentParser(prog="dama-det pretrain")
-    return add_pretrain_arguments(parser).parse_args(argv)
+    return PretrainOptions.from_namespace(add_pretrain_arguments(parser).parse_args(argv))

@@ -8,14 +8,15 @@ time-out submitit calls :meth:`PretrainJob.checkpoint`, which requeues the job w
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
+
+from .options import PretrainOptions
 
 
 class PretrainJob:
     """The callable submitit runs on every task."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: PretrainOptions):
         self.args = args
 
     def __call__(self) -> dict:
@@ -24,30 +25,27 @@ class PretrainJob:
         from .driver import run_pretraining
 
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        args = copy.copy(self.args)
-        args.slurm = False
-        return run_pretraining(args)
+        return run_pretraining(self.args.replace(slurm=False))
 
     def checkpoint(self):
         """Requeue, resuming from the last checkpoint (submitit's pre-emption hook)."""
         import submitit
 
-        args = copy.copy(self.args)
-        args.resume = "auto"
-        return submitit.helpers.DelayedSubmission(PretrainJob(args))
+        return submitit.helpers.DelayedSubmission(PretrainJob(self.args.replace(resume="auto")))
 
 
-def submit_pretraining(args: argparse.Namespace, cluster: str | None = None):
+def submit_pretraining(args: PretrainOptions | argparse.Namespace, cluster: str | None = None):
     """Submit the run described by ``args`` and return the submitit job.
 
     Args:
-        args: pretraining options (``--nodes``, ``--ngpus``, ``--partition``,
-            ``--timeout-min``, ``--mem-gb``, ``--cpus-per-task``, ``--slurm-dir``).
+        args: pretraining options, checked before submission (``--nodes``, ``--ngpus``,
+            ``--partition``, ``--timeout-min``, ``--mem-gb``, ``--cpus-per-task``, ``--slurm-dir``).
         cluster: submitit cluster override (``"local"``/``"debug"`` for testing);
             None picks SLURM when available.
     """
     import submitit
 
+    args = PretrainOptions.of(args).validate()
     folder = Path(args.slurm_dir or Path(args.output_dir) / "slurm") / "%j"
     executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster, slurm_max_num_timeout=30)
     params = dict(
@@ -58,7 +56,6 @@ def submit_pretraining(args: argparse.Namespace, cluster: str | None = None):
     if args.partition:
         params["slurm_partition"] = args.partition
     executor.update_parameters(**params)
-    if args.resume is None:
-        args = copy.copy(args)
-        args.resume = "auto"  # a requeued/pre-empted job continues where it stopped
+    if args.resume is None:  # a requeued/pre-empted job continues where it stopped
+        args = args.replace(resume="auto")
     return executor.submit(PretrainJob(args))

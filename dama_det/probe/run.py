@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import DamaUserError
+from .options import ProbeOptions
 
 PROBE_FORMAT = "dama_det.probe.v1"
 TASKS = ("celltype", "dense")
@@ -291,3 +292,33 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
         lines.append(f"  delta {key}: {value:+.3f}")
     lines.append(f"  {result['seconds']['total']:.1f} s")
     return lines
+
+
+def run_probe(opts: ProbeOptions) -> dict[str, Any]:
+    """Probe as ``opts`` say, print the summary and write ``opts.out``: the entry
+    function of ``dama-det probe``; returns the result.
+
+    Raises:
+        DamaUserError: a bad option, encoder export or data folder (checked first).
+    """
+    from ..utils import atomic_write_json, check_output_file
+
+    opts.validate()
+    if opts.out is not None:
+        check_output_file(opts.out)
+    result = run_probes(
+        None if opts.random else opts.weights, opts.task, opts.data,
+        img_size=opts.img_size, max_images=opts.max_images, seed=opts.seed,
+        model_size=opts.model, patch_size=opts.patch_size, with_random=opts.with_random,
+        device=opts.device, amp=opts.amp, batch_size=opts.batch_size, folds=opts.folds,
+        test_fraction=opts.test_fraction, knn_k=opts.knn_k, knn_weighting=opts.knn_weighting,
+        weight_decay=opts.weight_decay, max_iter=opts.max_iter,
+        interior_min=opts.interior_min, scaling=opts.intensity_scaling,
+        progress=not opts.quiet,
+    )
+    for line in summary_lines(result):
+        print(line)
+    if opts.out is not None:
+        atomic_write_json(opts.out, result)
+        print(f"-> {opts.out}")
+    return result
