@@ -105,6 +105,16 @@ def _converted_default(action: argparse.Action) -> Any:
     return default
 
 
+def _convert(action: argparse.Action, text: str) -> Any:
+    try:
+        return action.type(text)
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+        name = getattr(action.type, "__name__", "")
+        detail = str(exc) if isinstance(exc, argparse.ArgumentTypeError) else \
+            f"invalid {name} value: {text!r}"
+        raise DamaUserError(f"argument {_flag(action)}: {detail}") from None
+
+
 class StageOptions:
     """Base of the options dataclasses made by :func:`stage_options`."""
 
@@ -134,6 +144,23 @@ class StageOptions:
     def parser_defaults(cls) -> dict[str, Any]:
         """``{field: default}`` of the options the command line may leave out."""
         return {a.dest: _converted_default(a) for a in cls._actions() if not _required(a)}
+
+    def __post_init__(self) -> None:
+        """Convert text values as the command line converts them (a run description may
+        give ``blr: "1e-3"``), so that a typed value means what its flag means.
+
+        Raises:
+            DamaUserError: a text argparse would refuse, named by its flag.
+        """
+        for action in self._actions():
+            value = getattr(self, action.dest)
+            if not callable(action.type) or action.type is str:
+                continue
+            if isinstance(value, str):
+                setattr(self, action.dest, _convert(action, value))
+            elif isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value):
+                setattr(self, action.dest, type(value)(
+                    _convert(action, v) if isinstance(v, str) else v for v in value))
 
     # ---- construction -----------------------------------------------------------
     @classmethod

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import DamaUserError, ReportedError
+from ..options import StageOptions
 from ..utils.io import is_complete_file
 
 logger = logging.getLogger(__name__)
@@ -94,17 +95,32 @@ def iteration_schedule_opts(max_iter: int, step_fractions: Sequence[float] = (0.
             "SOLVER.CHECKPOINT_PERIOD", str(max(1, max_iter // 4))]
 
 
-def run_cli(argv: list[str], log: Callable[[str], None] = print) -> None:
-    """Run ``dama-det ARGV`` in this process, printing the command first.
+def run_command(options: StageOptions, entry: Callable[[Any], object],
+                log: Callable[[str], None] = print) -> None:
+    """Run one stage's entry function on its typed options in this process, printing
+    the equivalent ``dama-det`` command first (so the stage can be repeated by hand).
+
+    Args:
+        options: the stage's options (e.g. :class:`~dama_det.pretrain.options.PretrainOptions`).
+        entry: the function ``dama-det <command>`` calls with them (e.g.
+            :func:`~dama_det.pretrain.driver.run_pretraining`).
+        log: where the command line goes.
 
     Raises:
-        ReportedError: the command exited with a non-zero status (it printed its own
-            ``error:`` line; this one says which stage stopped and how to continue).
+        ReportedError: the stage stopped on a user error; its ``error:`` line is printed
+            here, as the command line prints it, and this one says which stage stopped
+            and how to continue.
     """
-    from ..cli import main
-
-    log("      $ dama-det " + " ".join(shlex.quote(a) for a in argv))
-    rc = main(argv)
-    if rc:
-        raise ReportedError(f"'dama-det {argv[0]}' failed (exit status {rc}, error above); "
-                            "fix it and run the same command again to continue")
+    log("      $ " + options.command_line())
+    try:
+        entry(options)
+    except ReportedError as exc:  # its error line is already on stderr
+        print(f"stopped: {exc}", file=sys.stderr)
+        failed = exc
+    except DamaUserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        failed = exc
+    else:
+        return
+    raise ReportedError(f"'dama-det {options.COMMAND[0]}' failed (exit status 2, error above); "
+                        "fix it and run the same command again to continue") from failed

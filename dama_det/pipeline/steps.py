@@ -1,31 +1,39 @@
 """The pipeline's stages as typed calls, shared by ``dama-det demo`` and ``dama-det compare``.
 
-Each function runs one stage in this process from typed arguments. It turns them into
-its subcommand's arguments in this one place and runs the subcommand's own parser and
-implementation (:func:`~.stages.run_cli`), so a stage has exactly the command line's
-defaults and checks, and the log shows the ``dama-det`` command that repeats it by hand.
-Compare and demo call these functions and never build argument lists themselves.
+Each function runs one stage in this process: it builds the stage's typed options (the
+dataclass its subcommand parses into, e.g. :class:`~dama_det.pretrain.options.PretrainOptions`;
+defaults and checks are the command line's, :mod:`dama_det.options`) and calls the
+stage's entry function, the one the subcommand calls, through :func:`~.stages.run_command`,
+which logs the equivalent ``dama-det`` command so the stage can be repeated by hand. No
+argument lists are built; only a run description's free-form flags (``pretrain.args``,
+``probe.args``) are parsed, by the subcommand's parser, on top of the typed values
+(:meth:`~dama_det.options.StageOptions.with_args`), and Detectron2 ``KEY VALUE``
+overrides stay strings in :attr:`~dama_det.engine.options.TrainOptions.opts`. Compare and
+demo call these functions and never build options themselves.
 
 Every function raises :class:`~dama_det.errors.ReportedError` when the stage stops on a
-user error (its ``error:`` line already printed).
+user error (its ``error:`` line already printed), and
+:class:`~dama_det.errors.DamaUserError` for a bad free-form flag.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .stages import iteration_schedule_opts, run_cli
+from ..data.options import CropsOptions, SynthOptions, ToCocoOptions
+from ..engine.options import TrainOptions
+from ..evaluation.options import EvalOptions
+from ..inference.options import ClassicalOptions, PredictOptions
+from ..pretrain.options import ExportOptions, PretrainOptions
+from ..probe.options import ProbeOptions
+from .stages import iteration_schedule_opts, run_command
 
 Log = Callable[[str], None]
 
 
-def _flags(**values) -> list[str]:
-    """``--key value`` pairs of the values that are not None (``_`` -> ``-``)."""
-    out: list[str] = []
-    for key, value in values.items():
-        if value is not None:
-            out += [f"--{key.replace('_', '-')}", str(value)]
-    return out
+def _given(**values) -> dict:
+    """The values that are not None (None keeps the command's default)."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def synth_data(out: Path, *, seed: int, n_train_tiles: int | None = None,
@@ -34,21 +42,27 @@ def synth_data(out: Path, *, seed: int, n_train_tiles: int | None = None,
                log: Log = print) -> None:
     """``dama-det data synth``: synthetic 7-channel tiles (``out/tiles/{train,val}.json``)
     and crops (``out/crops``); None keeps the command's default."""
-    run_cli(["data", "synth", "--out", str(out), "--seed", str(seed),
-             *_flags(n_train_tiles=n_train_tiles, n_val_tiles=n_val_tiles, tile_size=tile_size,
-                     n_crops_per_type=n_crops_per_type), *(["--quiet"] if quiet else [])], log)
+    from ..data.options import run_synth
+
+    run_command(SynthOptions(out=str(out), seed=seed, quiet=quiet, **_given(
+        n_train_tiles=n_train_tiles, n_val_tiles=n_val_tiles, tile_size=tile_size,
+        n_crops_per_type=n_crops_per_type)), run_synth, log)
 
 
 def images_to_coco(images: Path, out: Path, *, log: Log = print) -> None:
     """``dama-det data to-coco``: a folder of image / ``_masks`` pairs -> COCO json ``out``."""
-    run_cli(["data", "to-coco", str(images), "--out", str(out), "--quiet"], log)
+    from ..data.options import run_to_coco
+
+    run_command(ToCocoOptions(folder=str(images), out=str(out), quiet=True), run_to_coco, log)
 
 
 def pretraining_crops(images: Path, out: Path, *, crop_size: int = 128,
                       max_crops: int | None = None, log: Log = print) -> None:
     """``dama-det data crops``: cell-centred crops of ``images`` into ``out`` (crops.csv)."""
-    run_cli(["data", "crops", str(images), "--out", str(out), "--quiet",
-             "--crop-size", str(crop_size), *_flags(max_crops=max_crops)], log)
+    from ..data.options import run_crops
+
+    run_command(CropsOptions(inputs=[str(images)], out=str(out), quiet=True,
+                             crop_size=crop_size, **_given(max_crops=max_crops)), run_crops, log)
 
 
 def pretrain(crops: Path, out: Path, *, method: str, model: str, seed: int, device: str,
@@ -63,21 +77,28 @@ def pretrain(crops: Path, out: Path, *, method: str, model: str, seed: int, devi
 
     Args:
         extra_args: further ``dama-det pretrain`` flags (a compare description's
-            ``pretrain.args``), appended last.
+            ``pretrain.args``), applied last.
+
+    Raises:
+        DamaUserError: a flag in ``extra_args`` the command does not take (named).
     """
-    run_cli(["pretrain", "--data", str(crops), "--output-dir", str(out), "--method", method,
-             "--model", model, "--seed", str(seed), "--device", device, "--num-workers", "0",
-             *_flags(epochs=epochs, batch_size=batch_size, in_chans=in_chans, img_size=img_size,
-                     blr=blr, warmup_epochs=warmup_epochs),
-             *(["--overwrite"] if overwrite else ["--resume", "auto"]),
-             *([] if progress else ["--no-progress"]), *(["--untrained"] if untrained else []),
-             *[str(a) for a in extra_args]], log)
+    from ..pretrain.driver import run_pretraining
+
+    options = PretrainOptions(
+        data=str(crops), output_dir=str(out), method=method, model=model, seed=seed,
+        device=device, num_workers=0, overwrite=overwrite,
+        resume=None if overwrite else "auto", progress=progress, untrained=untrained,
+        **_given(epochs=epochs, batch_size=batch_size, in_chans=in_chans, img_size=img_size,
+                 blr=blr, warmup_epochs=warmup_epochs))
+    run_command(options.with_args(extra_args), run_pretraining, log)
     return Path(out) / "encoder.pth"
 
 
 def export_encoder(checkpoint: Path, out: Path, *, log: Log = print) -> Path:
     """``dama-det export``: the student-1 encoder of a pretraining checkpoint -> ``out``."""
-    run_cli(["export", str(checkpoint), "--out", str(out)], log)
+    from ..pretrain.export import run_export
+
+    run_command(ExportOptions(checkpoint=str(checkpoint), out=str(out)), run_export, log)
     return Path(out)
 
 
@@ -96,13 +117,14 @@ def train_detector(config: str | Path, out: Path, *, train_json: Path, val_json:
     Returns:
         ``out/model_final.pth``.
     """
+    from ..engine.launch import run_training
+
     schedule = iteration_schedule_opts(int(iters)) if iters else []
-    run_cli(["train", "--config-file", str(config), "--output-dir", str(out),
-             "--train-json", str(train_json), "--val-json", str(val_json), "--seed", str(seed),
-             *(["--weights", str(weights)] if weights is not None else []),
-             *(["--overwrite"] if overwrite else ["--resume"]),
-             *(["--device", device] if device != "auto" else []),
-             *schedule, *[str(o) for o in opts]], log)
+    run_command(TrainOptions(
+        config_file=str(config), output_dir=str(out), train_json=str(train_json),
+        val_json=str(val_json), seed=seed, weights=None if weights is None else str(weights),
+        overwrite=overwrite, resume=not overwrite, device=None if device == "auto" else device,
+        opts=[*schedule, *[str(o) for o in opts]]), run_training, log)
     return Path(out) / "model_final.pth"
 
 
@@ -111,16 +133,21 @@ def predict(images: Path, weights: Path, out: Path, *, device: str = "auto",
     """``dama-det predict``: tiled prediction of ``images`` (COCO json, folder or image)
     with a trained detector, replacing earlier predictions in ``out``; returns
     ``out/predictions.json``."""
-    run_cli(["predict", str(images), "--weights", str(weights), "--out", str(out),
-             "--score-thresh", str(score_thresh), "--device", device,
-             *(["--quiet"] if quiet else []), "--overwrite"], log)
+    from ..inference.predict_command import run_predict
+
+    run_command(PredictOptions(inputs=[str(images)], weights=str(weights), out=str(out),
+                               score_thresh=score_thresh, device=device, quiet=quiet,
+                               overwrite=True), run_predict, log)
     return Path(out) / "predictions.json"
 
 
 def classical(images: Path, out: Path, *, log: Log = print) -> Path:
     """``dama-det classical``: Otsu + watershed instances (no training) of ``images``;
     returns ``out/predictions.json``."""
-    run_cli(["classical", str(images), "--out", str(out), "--quiet"], log)
+    from ..inference.classical import run_classical
+
+    run_command(ClassicalOptions(inputs=[str(images)], out=str(out), quiet=True),
+                run_classical, log)
     return Path(out) / "predictions.json"
 
 
@@ -128,10 +155,21 @@ def probe(weights: Path, out: Path, *, task: str, data: Path, seed: int, device:
           max_images: int | None = None, extra_args: Sequence[str] = (),
           log: Log = print) -> Path:
     """``dama-det probe``: frozen-encoder probes of ``weights`` on ``data``; the result
-    json ``out``."""
-    run_cli(["probe", "--weights", str(weights), "--task", task, "--data", str(data),
-             "--seed", str(seed), "--device", device, "--out", str(out), "--quiet",
-             *_flags(max_images=max_images), *[str(a) for a in extra_args]], log)
+    json ``out``.
+
+    Args:
+        extra_args: further ``dama-det probe`` flags (a compare description's
+            ``probe.args``), applied last.
+
+    Raises:
+        DamaUserError: a flag in ``extra_args`` the command does not take (named).
+    """
+    from ..probe.run import run_probe
+
+    options = ProbeOptions(weights=str(weights), task=task, data=Path(data), seed=seed,
+                           device=device, out=Path(out), quiet=True,
+                           **_given(max_images=max_images))
+    run_command(options.with_args(extra_args), run_probe, log)
     return Path(out)
 
 
@@ -140,7 +178,9 @@ def evaluate(gt: Path, results: Mapping[str, Path], out: Path, *,
              log: Log = print) -> Path:
     """``dama-det eval``: every method's predictions against ``gt`` together (tables and
     figures overlay the methods); returns ``out/metrics.json``."""
-    run_cli(["eval", "--gt", str(gt), "--out", str(out), "--results",
-             *[f"{name}={path}" for name, path in results.items()],
-             *_flags(max_dets=max_dets), "--area-ranges", str(area_ranges)], log)
+    from ..evaluation.eval_command import run_eval
+
+    run_command(EvalOptions(gt=str(gt), out=str(out), area_ranges=str(area_ranges),
+                            results=[f"{name}={path}" for name, path in results.items()],
+                            **_given(max_dets=max_dets)), run_eval, log)
     return Path(out) / "metrics.json"

@@ -85,15 +85,15 @@ methods: [random, init, mae]
 probe: {{task: celltype, data: {data}/crops, max_images: 24}}
 """)
     out = tmp_path / "cmp"
-    real_cli, calls = steps.run_cli, []
+    real_run, calls = steps.run_command, []
 
-    def dying_cli(argv, log=print):
-        calls.append(argv[0])
-        if argv[0] == "train" and calls.count("train") == 3:  # killed while training "mae"
+    def dying_run(options, entry, log=print):
+        calls.append(options.COMMAND[0])
+        if options.COMMAND[0] == "train" and calls.count("train") == 3:  # killed training "mae"
             raise KeyboardInterrupt
-        real_cli(argv, log)
+        real_run(options, entry, log)
 
-    monkeypatch.setattr(steps, "run_cli", dying_cli)  # every stage runs through it
+    monkeypatch.setattr(steps, "run_command", dying_run)  # every stage runs through it
     with pytest.raises(KeyboardInterrupt):
         run_comparison(desc, out, device="cpu")
     assert (out / "runs" / "random" / "seed0" / "predictions" / "predictions.json").is_file()

@@ -84,14 +84,15 @@ methods: [dama, {name: dama-long, method: dama, pretrain: {epochs: 40}}]
 """))
     commands = []
 
-    def fake_cli(argv, log=print):  # write what each stage promises, record the command
+    def fake_run(options, entry, log=print):  # write what each stage promises, record it
+        argv = [*options.COMMAND, *options.argv()]  # the command that repeats the stage
         commands.append(argv)
         out = Path(argv[argv.index("--output-dir") + 1]) if "--output-dir" in argv else None
         target = out / "encoder.pth" if out else Path(argv[argv.index("--out") + 1])
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(EMPTY_ZIP)  # what a complete checkpoint looks like to run_stage
 
-    monkeypatch.setattr(steps, "run_cli", fake_cli)  # every stage runs through it
+    monkeypatch.setattr(steps, "run_command", fake_run)  # every stage runs through it
     cmp = compare_mod.Comparison(spec, tmp_path / "out", log=lambda s: None)
     for m in spec.methods:
         cmp.pretrained_encoder(m, 0, tmp_path / "crops", 7)
