@@ -147,13 +147,17 @@ class StageOptions:
 
     def __post_init__(self) -> None:
         """Convert text values as the command line converts them (a run description may
-        give ``blr: "1e-3"``), so that a typed value means what its flag means.
+        give ``blr: "1e-3"``), so that a typed value means what its flag means; a fixed
+        number of values (``--crop-scale MIN MAX``) becomes a tuple.
 
         Raises:
             DamaUserError: a text argparse would refuse, named by its flag.
         """
         for action in self._actions():
             value = getattr(self, action.dest)
+            if isinstance(action.nargs, int) and isinstance(value, list):
+                value = tuple(value)  # a fixed number of values (argparse gives a list)
+                setattr(self, action.dest, value)
             if not callable(action.type) or action.type is str:
                 continue
             if isinstance(value, str):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
 
 from ..encoder_export.sizes import MODEL_SIZES, WEIGHT_INITS, sizes_help
 from ..errors import DamaUserError
@@ -172,7 +171,7 @@ class PretrainOptions(StageOptions):
     img_size: int
     scaling: str
     pixel_stats: str
-    crop_scale: Sequence[float]
+    crop_scale: tuple[float, float]
     rotation: float
     shift: float
     flips: bool
