@@ -18,6 +18,7 @@ from ..utils import pick_device
 from .config_files import check_channel_config, find_config_file, merge_config_file
 from .datasets import register_datasets_from_cfg
 from .evaluators import check_evaluator_name
+from .options import TrainOptions
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +49,16 @@ def _set_single(cfg: CfgNode, names_key: str, json_key: str, path: str, flag: st
     cfg.DATASETS[json_key] = (str(Path(path).expanduser().resolve()),)
 
 
-def build_cfg(args: argparse.Namespace, resolve: bool = True) -> CfgNode:
-    """The config described by parsed ``dama-det train`` / ``tools/train_net.py`` args.
+def build_cfg(args: TrainOptions | argparse.Namespace, resolve: bool = True) -> CfgNode:
+    """The config described by ``dama-det train`` options (or parsed arguments).
 
     Order: defaults + ``add_dama_config`` < YAML file < flags (``--output-dir``,
     ``--weights``, ``--checkpoint``, ``--train-json``, ``--val-json``, ``--device``,
     ``--amp``, ``--seed``) < trailing ``KEY VALUE`` pairs.
 
     Args:
-        args: parsed arguments (see ``dama_det.engine.launch.add_train_arguments``).
+        args: :class:`~.options.TrainOptions` or parsed arguments (see
+            :func:`~.options.add_train_arguments`).
         resolve: replace ``MODEL.DEVICE "auto"`` by cuda/cpu.
 
     Returns:
@@ -234,7 +236,7 @@ def setup_dama_logger(output_dir: str) -> logging.Logger:
                         abbrev_name="dama")
 
 
-def setup(args: argparse.Namespace) -> CfgNode:
+def setup(args: TrainOptions | argparse.Namespace) -> CfgNode:
     """Full setup in one process (each DDP worker runs it): config, datasets, epoch
     schedule (made valid for the run's length), input standardisation, frozen config,
     Detectron2's ``default_setup`` (logging, config.yaml in OUTPUT_DIR, seeding).
