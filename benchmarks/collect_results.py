@@ -9,8 +9,9 @@ import argparse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ORDER = ["demo_end_to_end", "compare_dsb2018_cpu", "transfer_study", "pretrain_speed",
-         "detect_speed", "tiling_speed", "eval_speed", "data_io", "classification"]
+ORDER = ["demo_end_to_end", "compare_dsb2018_cpu", "transfer_study", "amp_parity",
+         "pretrain_speed", "pretrain_profile", "detect_speed", "tiling_speed", "eval_speed",
+         "data_io", "classification"]
 HEADER = """# Benchmarks
 
 Speed and memory figures of dama_det on this project's reference machine: 2 CPU cores
@@ -19,6 +20,14 @@ the script named in it (`benchmarks/*.py`; `make benchmarks` runs them all and r
 this file). The cores were shared with other jobs during some runs; each section notes its
 conditions. Ratios measured inside one run are more reliable than absolute times.
 """
+
+
+def publish(text: str, out: Path) -> None:
+    """Print a benchmark's markdown section and write it to ``out`` (its results file)."""
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}")
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from collect_results import publish
 from detect_speed_tiling import RssSampler, synthetic_large_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -277,10 +278,7 @@ def main() -> int:
     image_rows = image_level(args) if "images" not in args.skip else []
     ahead = read_ahead(args) if "workers" not in args.skip else {}
     text = report(args, windows_rows, dets, image_rows, ahead, load0, os.getloadavg()[0])
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+    publish(text, args.out)
     return 0
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import DamaUserError
 from ..utils.device import autocast_context
 from ..utils.distributed import DistInfo, all_reduce_sum, unwrap_model
+from ..utils.optim import build_adamw
 
 
 @dataclass
@@ -141,7 +142,7 @@ def finetune(
                                       no_weight_decay_list=bare.no_weight_decay(),
                                       layer_decay=cfg.layer_decay)
     base_lr = cfg.lr if cfg.lr is not None else cfg.blr * batch_size * dist_info.world_size / 256
-    optimizer = torch.optim.AdamW(groups, lr=base_lr)
+    optimizer = build_adamw(groups, lr=base_lr)
     iters_per_epoch = len(loader)
     total = cfg.epochs * iters_per_epoch
     warmup = min(int(round(cfg.warmup_epochs * iters_per_epoch)), max(total - 1, 0))

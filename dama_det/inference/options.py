@@ -69,7 +69,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                    "images while the model runs; 0: read in the main process")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
-                   help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
+                   help="mixed precision (auto: bf16/fp16 on CUDA, bf16 on CPUs with native "
+                   "bf16 (AVX512-BF16 / AMX), else off)")
     g = parser.add_argument_group("output")
     g.add_argument("--out", required=True, metavar="DIR", help="output folder")
     g.add_argument("--overwrite", action="store_true",

@@ -175,7 +175,7 @@ class MaskRCNNTilePredictor:
         from detectron2.modeling import build_model
 
         dev = pick_device(device)
-        amp_dtype = resolve_amp_dtype(amp, dev)
+        amp_dtype = resolve_amp_dtype(amp, dev, bf16_on_native_cpu=True)
         cfg = prepare_inference_config(cfg, score_thresh=score_thresh, tile_size=tile_size,
                                        device=dev)
         model = build_model(cfg)

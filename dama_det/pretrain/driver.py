@@ -29,6 +29,7 @@ from ..data.pixel_stats import pixel_stats
 from ..errors import DamaUserError
 from ..utils import autocast_context, claim_output_dir, glob_outputs, pick_device, resolve_amp_dtype
 from ..utils.distributed import barrier, init_distributed
+from ..utils.optim import build_adamw
 from ..utils.rng import rng_state, seed_everything, set_rng_state
 from .augment import pretrain_transform, resize_transform
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
@@ -70,10 +71,11 @@ def build_model(args: PretrainOptions,
 
 
 def build_optimizer(model: DAMAPretrainer, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW (0.9, 0.95); no weight decay on 1-D parameters, tokens and embeddings."""
+    """AdamW (0.9, 0.95), fused where supported (:func:`~dama_det.utils.optim.build_adamw`);
+    no weight decay on 1-D parameters, tokens and embeddings."""
     groups = param_groups_weight_decay(model, weight_decay,
                                        no_weight_decay_list=model.no_weight_decay())
-    return torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.95))
+    return build_adamw(groups, lr=0.0, betas=(0.9, 0.95))
 
 
 def synthetic_crops(out_dir: Path, n_per_type: int, seed: int, progress: bool = True) -> Path:
@@ -164,7 +166,7 @@ def run_pretraining(args: PretrainOptions | argparse.Namespace) -> dict[str, Any
     args = PretrainOptions.of(args).validate()
     info, device = init_distributed(pick_device(args.device), args.dist_backend)
     rank, world, local_rank, is_main = info.rank, info.world_size, info.local_rank, info.is_main
-    amp_dtype = resolve_amp_dtype(args.amp, device)
+    amp_dtype = resolve_amp_dtype(args.amp, device, bf16_on_native_cpu=True)
     out = Path(args.output_dir)
     if is_main:
         claim_output_dir(out, glob_outputs(out, RUN_RESULTS), flag="--output-dir",

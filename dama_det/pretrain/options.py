@@ -95,7 +95,8 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     opt.add_argument("--weight-decay", type=float, default=0.05)
     opt.add_argument("--clip-grad", type=float, default=None, help="max gradient norm")
     opt.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
-                     help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
+                     help="mixed precision (auto: bf16/fp16 on CUDA, bf16 on CPUs with "
+                     "native bf16 (AVX512-BF16 / AMX), else off)")
     opt.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     opt.add_argument("--seed", type=int, default=0)
 

@@ -1,12 +1,17 @@
 """Automatic device and mixed-precision choice, shared by every training loop.
 
-CUDA gets AMP (bf16 where supported, else fp16 with a GradScaler); CPUs with
-AVX512-BF16 / AMX run bf16 matmuls ~2x faster than fp32, so bf16 autocast is offered
-on CPU too (off by default there, since small models may not gain).
+CUDA gets AMP (bf16 where supported, else fp16 with a GradScaler). CPUs with native
+bf16 instructions (AVX512-BF16 or AMX-BF16, detected from the CPU's flags) run bf16
+matmuls ~2-4x faster than fp32, so ``--amp auto`` picks bf16 autocast there for the
+stages where it was measured at accuracy parity (pretraining, prediction; see
+BENCHMARKS.md) and fp32 on other CPUs.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
+from pathlib import Path
 from typing import ContextManager
 
 import torch
@@ -33,12 +38,41 @@ def pick_device(requested: str | None = None) -> torch.device:
     return dev
 
 
-def resolve_amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+#: CPU flags (as /proc/cpuinfo names them) of native bf16 arithmetic.
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=8)
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX-BF16).
+
+    Read from the ``flags`` lines of ``cpuinfo`` (Linux); False where they cannot be
+    read (other systems), so nothing is guessed from the model or the CPU's name.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return any(flag in flags for flag in NATIVE_BF16_CPU_FLAGS)
+
+
+def resolve_amp_dtype(amp: str, device: torch.device, *,
+                      bf16_on_native_cpu: bool = False) -> torch.dtype | None:
     """Map an ``--amp`` choice to an autocast dtype (None = full precision).
 
     Args:
-        amp: one of "auto" (bf16/fp16 on CUDA, off on CPU), "bf16", "fp16", "off".
+        amp: one of "auto", "bf16", "fp16", "off". "auto": bf16 on CUDA where supported,
+            else fp16; on CPU bf16 when ``bf16_on_native_cpu`` and
+            :func:`cpu_has_native_bf16`, else fp32.
         device: the device the model runs on.
+        bf16_on_native_cpu: the calling stage's measured choice for "auto" on CPUs with
+            native bf16 (True where bf16 was at accuracy parity and faster).
     """
     if amp not in AMP_CHOICES:
         raise DamaUserError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
@@ -46,6 +80,8 @@ def resolve_amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         return None
     if amp == "auto":
         if device.type != "cuda":
+            if bf16_on_native_cpu and device.type == "cpu" and cpu_has_native_bf16():
+                return torch.bfloat16
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if amp == "fp16" and device.type == "cpu":

@@ -1,0 +1,55 @@
+"""``--amp`` resolution: native-bf16 CPU detection from the CPU flags, and which dtype
+each choice gives on CPU (auto: bf16 only where the stage asks for it and the CPU has
+native bf16)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dama_det.errors import DamaUserError
+from dama_det.utils import device as device_mod
+from dama_det.utils.device import cpu_has_native_bf16, resolve_amp_dtype
+
+CPU = torch.device("cpu")
+
+
+def _cpuinfo(tmp_path, flags: str):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 {flags}\n\n"
+                    f"processor\t: 1\nflags\t\t: fpu sse2 {flags}\n")
+    return path
+
+
+@pytest.mark.parametrize("flags, native", [
+    ("avx2 avx512f avx512_bf16", True),   # AVX512-BF16 (e.g. AMD Zen 4, Cooper Lake)
+    ("avx512f amx_tile amx_bf16", True),  # AMX (Sapphire Rapids)
+    ("avx2 avx512f avx512bw", False),     # AVX-512 without bf16 arithmetic
+    ("avx2 bf16", False),                 # other flag names do not count
+])
+def test_native_bf16_read_from_cpu_flags(tmp_path, flags, native):
+    if not __import__("sys").platform.startswith("linux"):
+        pytest.skip("the flags are read on Linux only")
+    assert cpu_has_native_bf16(_cpuinfo(tmp_path, flags)) is native
+
+
+def test_unreadable_cpuinfo_means_no_native_bf16(tmp_path):
+    assert cpu_has_native_bf16(tmp_path / "missing") is False
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_on_cpu_follows_the_cpu_and_the_stage(monkeypatch, native):
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: native)
+    expected = torch.bfloat16 if native else None
+    assert resolve_amp_dtype("auto", CPU, bf16_on_native_cpu=True) is expected
+    # stages that did not measure bf16 at parity stay fp32 under auto
+    assert resolve_amp_dtype("auto", CPU) is None
+    # explicit choices do not depend on the CPU
+    assert resolve_amp_dtype("bf16", CPU) is torch.bfloat16
+    assert resolve_amp_dtype("off", CPU, bf16_on_native_cpu=True) is None
+
+
+def test_bad_amp_choices_are_user_errors():
+    with pytest.raises(DamaUserError, match="--amp fp16 is for CUDA; use --amp bf16 on CPU"):
+        resolve_amp_dtype("fp16", CPU)
+    with pytest.raises(DamaUserError, match="--amp must be one of auto, bf16, fp16, off"):
+        resolve_amp_dtype("half", CPU)
