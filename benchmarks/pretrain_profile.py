@@ -1,20 +1,21 @@
 """Where a CPU pretraining step spends its time, and what the fused AdamW kernel saves.
 
 Part 1 (``torch.profiler``): one DAMA step (forward + backward + optimizer) of the
-``--size`` ViT at batch ``--batch``, 128 x 128 x 7, under ``--dtype`` autocast, profiled
-after warm-up; the table lists the ops with the most self CPU time and the share of the
-step spent in matmul-type ops (``aten::mm``/``bmm``/``addmm``/``linear``/``_scaled_dot_product*``
-/ ``convolution``) vs the rest (norms, softmax, GELU, casts, the optimizer, copies).
+``--size`` ViT at batch ``--batch``, 128 x 128 x 7, in bf16 as it was (plain autocast,
+PyTorch's flash attention kernel, loop AdamW) and as the product runs it now
+(``autocast_context``: math attention kernel; fused AdamW), profiled after warm-up; the
+tables list the ops with the most self CPU time and the share of the step spent in
+matmul-type ops (``aten::mm``/``bmm``/``addmm``/``_scaled_dot_product*``/ convolution).
 
-Part 2: the step timed with the loop AdamW (``torch.optim.AdamW``) and with
-``dama_det.utils.optim.build_adamw`` (fused kernel) in the same process, the two
-taking turns step by step (load from other jobs falls on both alike); median and best
-of ``--steps`` steps each, and the optimizer step alone.
+Part 2: the step timed in every configuration of :data:`CONFIGS` (fp32 / bf16, loop /
+fused AdamW, flash / math attention) in the same process, the configurations taking
+turns step by step (load from other jobs falls on all alike); median and best of
+``--steps`` steps each, the optimizer step alone, and the speed against fp32 before.
 
 Writes ``--out`` (default ``benchmarks/results/pretrain_profile.md``; ``collect_results.py``
 puts it into BENCHMARKS.md).
 
-Usage: ``python benchmarks/pretrain_profile.py [--size tiny] [--dtype bf16] [--threads 2]``
+Usage: ``python benchmarks/pretrain_profile.py [--size tiny] [--threads 2] [--steps 6]``
 """
 from __future__ import annotations
 
@@ -55,11 +56,38 @@ def build(size: str, fused: bool):
     return model, opt
 
 
-def make_step(model, opt, imgs, dtype):
-    """Closure running one training step; returns (total s, optimizer-step s)."""
+#: (label, dtype, fused AdamW, product autocast) of each timed configuration: the fp32
+#: loop baseline, the bf16 path as it was (plain autocast: flash attention on CPU, loop
+#: AdamW), each change alone, and the product's path (``autocast_context``: math attention
+#: under CPU bf16, fused AdamW).
+CONFIGS = [
+    ("fp32, loop AdamW (before)", "fp32", False, False),
+    ("fp32, fused AdamW (now)", "fp32", True, True),
+    ("bf16, flash attention, loop AdamW (before)", "bf16", False, False),
+    ("bf16, flash attention, fused AdamW", "bf16", True, False),
+    ("bf16, math attention, loop AdamW", "bf16", False, True),
+    ("bf16, math attention, fused AdamW (now)", "bf16", True, True),
+]
+
+
+def make_step(model, opt, imgs, dtype_name: str, product_autocast: bool):
+    """Closure running one training step; returns (total s, optimizer-step s).
+
+    ``product_autocast``: dama_det's ``autocast_context`` (math attention under CPU bf16);
+    else plain ``torch.autocast`` (PyTorch's default attention kernel choice).
+    """
+    from dama_det.utils import autocast_context
+
+    dtype = torch.bfloat16 if dtype_name == "bf16" else None
+
+    def context():
+        if product_autocast:
+            return autocast_context(torch.device("cpu"), dtype)
+        return torch.autocast("cpu", dtype=dtype, enabled=dtype is not None)
+
     def step() -> tuple[float, float]:
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        with context():
             loss, _, _ = model(imgs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -87,65 +115,72 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="tiny", help="pretraining model size")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"))
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--steps", type=int, default=6, help="timed steps per optimizer")
+    p.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
     p.add_argument("--top", type=int, default=15, help="ops listed in the profile table")
     p.add_argument("--out", type=Path,
                    default=REPO / "benchmarks" / "results" / "pretrain_profile.md")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    dtype = torch.bfloat16 if args.dtype == "bf16" else None
     imgs = torch.randn(args.batch, 7, 128, 128, generator=torch.Generator().manual_seed(0))
     load0 = os.getloadavg()[0]
 
-    steps = {}
-    for fused in (False, True):
+    steps = []
+    for label, dtype_name, fused, product in CONFIGS:
         model, opt = build(args.size, fused)
-        steps[fused] = make_step(model, opt, imgs, dtype)
+        steps.append(make_step(model, opt, imgs, dtype_name, product))
         for _ in range(2):
-            steps[fused]()  # warm-up (first-call allocations, optimizer state)
-    rows, matmul_ms, total_ms = profile_table(steps[True], args.top)
-    times = {False: [], True: []}
+            steps[-1]()  # warm-up (first-call allocations, optimizer state)
+        del model, opt
+    profiled = {}
+    for i in (2, len(CONFIGS) - 1):  # bf16 before / now
+        profiled[i] = profile_table(steps[i], args.top)
+    times: list[list[tuple[float, float]]] = [[] for _ in CONFIGS]
     for _ in range(args.steps):
-        for fused in (False, True):
-            times[fused].append(steps[fused]())
+        for i, step in enumerate(steps):
+            times[i].append(step())
     load1 = os.getloadavg()[0]
+    med = [statistics.median(t for t, _ in ts) for ts in times]
 
-    def fmt(fused: bool) -> str:
-        tot = [t for t, _ in times[fused]]
-        optim = [o for _, o in times[fused]]
-        return (f"{1000 * statistics.median(tot):.0f} | {1000 * min(tot):.0f} | "
-                f"{1000 * statistics.median(optim):.1f} | "
-                f"{args.batch / statistics.median(tot):.1f}")
+    def profile_lines(i: int) -> list[str]:
+        rows, matmul_ms, total_ms = profiled[i]
+        return [
+            f"One profiled step of **{CONFIGS[i][0]}**: matmul-type ops {matmul_ms:.0f} ms of "
+            f"{total_ms:.0f} ms self CPU time ({100 * matmul_ms / total_ms:.0f} %).",
+            "",
+            "| op | self CPU ms | calls |",
+            "|---|---|---|",
+            *[f"| `{name}` | {ms:.1f} | {count} |" for name, ms, count in rows],
+            "",
+        ]
 
-    med = {f: statistics.median(t for t, _ in times[f]) for f in times}
     lines = [
         "## Pretraining step profile (CPU)",
         "",
         f"`python benchmarks/pretrain_profile.py --size {args.size} --batch {args.batch} "
-        f"--dtype {args.dtype} --threads {args.threads}` on "
+        f"--threads {args.threads} --steps {args.steps}` on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, "
         f"torch {torch.__version__}, load average {load0:.1f} before / {load1:.1f} after. "
-        f"DAMA, 128 x 128 x 7, one profiled step after warm-up (fused AdamW).",
+        "DAMA (two students), 128 x 128 x 7 crops, forward + backward + optimizer step, "
+        "after 2 warm-up steps.",
         "",
-        f"Self CPU time: matmul-type ops {matmul_ms:.0f} ms of {total_ms:.0f} ms "
-        f"({100 * matmul_ms / total_ms:.0f} %); the rest is norms, softmax, GELU, casts, "
-        "copies and the optimizer.",
+        *profile_lines(2),
+        *profile_lines(len(CONFIGS) - 1),
+        f"Step times, {args.steps} steps per configuration, the configurations taking turns "
+        "step by step (load from other jobs falls on all alike):",
         "",
-        "| op | self CPU ms | calls |",
-        "|---|---|---|",
-        *[f"| `{name}` | {ms:.1f} | {count} |" for name, ms, count in rows],
-        "",
-        f"AdamW loop vs fused kernel, {args.steps} interleaved steps each:",
-        "",
-        "| optimizer | step ms (median) | best | optimizer.step() ms (median) | images/s |",
-        "|---|---|---|---|---|",
-        f"| `torch.optim.AdamW` (loop) | {fmt(False)} |",
-        f"| `build_adamw` (fused) | {fmt(True)} |",
-        "",
-        f"Fused / loop step time: {med[True] / med[False]:.2f}x.",
+        "| configuration | step ms (median) | best | optimizer.step() ms (median) | images/s "
+        "| speed vs fp32 before |",
+        "|---|---|---|---|---|---|",
     ]
+    for i, (label, *_rest) in enumerate(CONFIGS):
+        tot = [t for t, _ in times[i]]
+        optim = [o for _, o in times[i]]
+        lines.append(f"| {label} | {1000 * med[i]:.0f} | {1000 * min(tot):.0f} | "
+                     f"{1000 * statistics.median(optim):.1f} | {args.batch / med[i]:.1f} | "
+                     f"{med[0] / med[i]:.2f}x |")
+    lines += ["", f"bf16 now vs bf16 before: {med[2] / med[-1]:.2f}x; bf16 now vs fp32 "
+              f"before: {med[0] / med[-1]:.2f}x (issue 12's target: >= 2x)."]
     text = "\n".join(lines) + "\n"
     publish(text, args.out)
 

@@ -12,7 +12,7 @@ import contextlib
 import functools
 import sys
 from pathlib import Path
-from typing import ContextManager
+from typing import ContextManager, Iterator
 
 import torch
 
@@ -90,7 +90,25 @@ def resolve_amp_dtype(amp: str, device: torch.device, *,
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
-    """``torch.autocast`` for ``device`` with ``dtype``, or a no-op when dtype is None."""
+    """``torch.autocast`` for ``device`` with ``dtype``, or a no-op when dtype is None.
+
+    bf16 on CPU also restricts ``scaled_dot_product_attention`` to its math kernel
+    (two bf16 matmuls and a softmax): the CPU flash kernel's backward took 38 % of a
+    ViT-tiny DAMA pretraining step, and the math kernel makes that step 1.3x faster
+    (BENCHMARKS.md, "Pretraining step profile"); in fp32 both kernels are level.
+    """
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    autocast = torch.autocast(device_type=device.type, dtype=dtype)
+    if device.type != "cpu" or dtype != torch.bfloat16:
+        return autocast
+    return _cpu_bf16_context(autocast)
+
+
+@contextlib.contextmanager
+def _cpu_bf16_context(autocast: ContextManager) -> Iterator[None]:
+    """``autocast`` with scaled-dot-product attention on its math kernel."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.MATH]), autocast:
+        yield

@@ -53,3 +53,18 @@ def test_bad_amp_choices_are_user_errors():
         resolve_amp_dtype("fp16", CPU)
     with pytest.raises(DamaUserError, match="--amp must be one of auto, bf16, fp16, off"):
         resolve_amp_dtype("half", CPU)
+
+
+def test_cpu_bf16_autocast_uses_the_math_attention_kernel():
+    from dama_det.utils.device import autocast_context
+
+    q = torch.randn(2, 3, 9, 16, requires_grad=True)
+    with autocast_context(CPU, torch.bfloat16):
+        layer_out = torch.nn.Linear(16, 16)(q)
+        attn = torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    assert layer_out.dtype == attn.dtype == torch.bfloat16
+    assert "Flash" not in type(attn.grad_fn).__name__  # the math kernel's ops, not flash's
+    attn.float().sum().backward()  # and it trains
+    assert q.grad is not None and torch.isfinite(q.grad).all()
+    with autocast_context(CPU, None):
+        assert torch.nn.Linear(16, 16)(q).dtype == torch.float32
