@@ -1,0 +1,57 @@
+"""Every shipped detector config merges, and the CPU ones build a detector whose feature
+pyramid has the strides its anchors and RoI heads expect (p2..p6 = 4..64, or p2..p5 for
+the 8-px-patch config), with one anchor size per RPN level."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_backbone
+
+from dama_det import get_dama_cfg
+from dama_det.engine.config_files import find_config_file, merge_config_file
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+DETECTOR_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if "compare" not in p.parts)
+CPU_CONFIGS = [p for p in DETECTOR_CONFIGS if p.parent.name == "quick_schedules"]
+
+
+def _cfg(path: Path):
+    cfg = get_dama_cfg()
+    merge_config_file(cfg, find_config_file(str(path.relative_to(CONFIGS))))
+    return cfg
+
+
+def test_configs_are_found():
+    names = {p.name for p in CPU_CONFIGS}
+    assert {"mask_rcnn_dama_vit_demo_cpu_dsb2018.yaml",
+            "mask_rcnn_dama_vit_demo_cpu_p8_dsb2018.yaml"} <= names
+    assert len(DETECTOR_CONFIGS) > len(CPU_CONFIGS)
+
+
+@pytest.mark.parametrize("path", DETECTOR_CONFIGS, ids=lambda p: p.name)
+def test_config_merges_and_levels_match(path):
+    cfg = _cfg(path)
+    assert len(cfg.MODEL.ANCHOR_GENERATOR.SIZES) == len(cfg.MODEL.RPN.IN_FEATURES)
+    levels = [f"p{i}" for i in range(2, 3 + len(cfg.MODEL.DAMA_VIT.SCALE_FACTORS))]
+    assert set(cfg.MODEL.ROI_HEADS.IN_FEATURES) <= set(levels)
+    assert set(cfg.MODEL.RPN.IN_FEATURES) <= set(levels)
+
+
+@pytest.mark.parametrize("path", CPU_CONFIGS, ids=lambda p: p.name)
+def test_cpu_config_backbone_strides(path):
+    cfg = _cfg(path)
+    channels = len(cfg.MODEL.PIXEL_MEAN)
+    backbone = build_backbone(cfg, ShapeSpec(channels=channels))
+    patch = cfg.MODEL.DAMA_VIT.PATCH_SIZE
+    strides = {name: s.stride for name, s in backbone.output_shape().items()}
+    expected = [int(patch / f) for f in cfg.MODEL.DAMA_VIT.SCALE_FACTORS]
+    assert list(strides.values()) == expected + [expected[-1] * 2]  # + max-pooled top level
+    assert strides["p2"] == 4
+    size = 96
+    with torch.no_grad():
+        out = backbone(torch.randn(1, channels, size, size))
+    for name, feat in out.items():
+        assert feat.shape[-1] == -(-size // strides[name]), name
