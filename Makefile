@@ -38,7 +38,7 @@ demo: $(STAMP)
 	$(VENV)/bin/dama-det demo --out $(DEMO_OUT)
 
 benchmarks: $(STAMP)
-	for b in benchmarks/*_speed.py benchmarks/pretrain_profile.py; do $(PY) $$b || exit 1; done
+	for b in benchmarks/*_speed.py benchmarks/pretrain_profile.py benchmarks/compile_trial.py; do $(PY) $$b || exit 1; done
 	$(PY) benchmarks/collect_results.py
 
 clean:

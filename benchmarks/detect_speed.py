@@ -268,16 +268,20 @@ def run_model_speed(args) -> tuple[list[dict], str]:
     """
     import torch
 
-    cfg_path = Path(args.config)
-    ours = f"DAMA-ViT `{cfg_path.name}`"
-    cases = [SpeedCase(ours, dama_cfg(cfg_path), 7, "fp32")]
+    cases = []
     note = ""
-    if not args.no_bf16:
-        if cpu_supports_bf16():
-            cases.append(SpeedCase(ours, dama_cfg(cfg_path), 7, "bf16 autocast",
-                                   torch.bfloat16))
-        else:
-            note = "bf16 autocast skipped: this CPU has no native bf16 (avx512_bf16/amx_bf16)."
+    for cfg_path in map(Path, args.config):
+        ours = f"DAMA-ViT `{cfg_path.name}`"
+        cfg = dama_cfg(cfg_path)
+        channels = len(cfg.MODEL.PIXEL_MEAN)
+        cases.append(SpeedCase(ours, cfg, channels, "fp32"))
+        if not args.no_bf16:
+            if cpu_supports_bf16():
+                cases.append(SpeedCase(ours, dama_cfg(cfg_path), channels, "bf16 autocast",
+                                       torch.bfloat16))
+            else:
+                note = ("bf16 autocast skipped: this CPU has no native bf16 "
+                        "(avx512_bf16/amx_bf16).")
     cases.append(SpeedCase("Detectron2 R50-FPN Mask R-CNN 1x (stock)", r50_cfg(), 3, "fp32",
                            pixel_scale=255.0))
     rounds = args.warmup + args.train_iters
@@ -310,8 +314,9 @@ def run_model_speed(args) -> tuple[list[dict], str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     part = ap.add_argument_group("model speed (part 1)")
-    part.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                      help="our model's config (default: %(default)s)")
+    part.add_argument("--config", type=Path, nargs="+", default=[DEFAULT_CONFIG],
+                      help="our models' configs, each timed in fp32 (and bf16) beside "
+                      "R50-FPN; channels = len(MODEL.PIXEL_MEAN) (default: %(default)s)")
     part.add_argument("--train-iters", type=int, default=3, help="timed training steps")
     part.add_argument("--infer-images", type=int, default=4, help="timed predictions")
     part.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
@@ -341,8 +346,9 @@ def main() -> int:
         return 0
     if args.skip_model_speed and args.skip_tiling:
         ap.error("--skip-model-speed and --skip-tiling leave nothing to run")
-    if not args.skip_model_speed and not args.config.is_file():
-        ap.error(f"--config {args.config}: no such file")
+    missing = [str(c) for c in args.config if not c.is_file()]
+    if not args.skip_model_speed and missing:
+        ap.error(f"--config {missing[0]}: no such file")
     if min(args.train_iters, args.infer_images) < 1 or args.warmup < 0:
         ap.error("--train-iters and --infer-images must be >= 1, --warmup >= 0")
 
@@ -353,15 +359,18 @@ def main() -> int:
     sections = {}
     if not args.skip_model_speed:
         load0 = os.getloadavg()
-        print(f"model speed: {args.config}, load average {load0[0]:.1f}", flush=True)
+        print(f"model speed: {' '.join(map(str, args.config))}, "
+              f"load average {load0[0]:.1f}", flush=True)
         rows, note = run_model_speed(args)
         run = run_line(load0, os.getloadavg(), _threads())
         sections["model"] = model_section(rows, note, run, args)
-        ours, r50 = rows[0], rows[-1]
-        print(f"  ratio DAMA/R50: train time "
-              f"{ours['train_s']['median'] / r50['train_s']['median']:.2f}x, inference "
-              f"throughput {r50['infer_s']['median'] / ours['infer_s']['median']:.2f}x; "
-              f"load average now {os.getloadavg()[0]:.1f}", flush=True)
+        r50 = rows[-1]
+        for ours in rows[:-1]:
+            print(f"  ratio {ours['label']} [{ours['precision']}] / R50: train time "
+                  f"{ours['train_s']['median'] / r50['train_s']['median']:.2f}x, inference "
+                  f"throughput {r50['infer_s']['median'] / ours['infer_s']['median']:.2f}x",
+                  flush=True)
+        print(f"  load average now {os.getloadavg()[0]:.1f}", flush=True)
     if not args.skip_tiling:
         load0 = os.getloadavg()
         print(f"tiled prediction (instant-test model), load average {load0[0]:.1f}", flush=True)

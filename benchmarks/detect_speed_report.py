@@ -59,19 +59,23 @@ def model_section(rows: list[dict], note: str, run: str, args) -> str:
             line += (f" {1 / r['infer_equal_s']['median']:.2f} | {rng(r['infer_equal_s'])} | "
                      f"{r['infer_equal_dets']:.0f} |")
         lines.append(line)
-    ours, r50 = rows[0], rows[-1]
-    lines += ["", f"Ratio DAMA-ViT ({ours['precision']}) / R50-FPN: training time "
-              f"{ours['train_s']['median'] / r50['train_s']['median']:.2f}x, inference "
-              f"throughput {r50['infer_s']['median'] / ours['infer_s']['median']:.2f}x"
-              + (f" ({r50['infer_equal_s']['median'] / ours['infer_equal_s']['median']:.2f}x at "
-                 f"<= {args.equal_dets} detections per image)." if "infer_equal_s" in ours
-                 else ".")]
-    bf16 = [r for r in rows if r["precision"].startswith("bf16")]
-    if bf16:
-        b = bf16[0]
-        lines.append(f"bf16 autocast / fp32 (DAMA-ViT): training time "
-                     f"{b['train_s']['median'] / ours['train_s']['median']:.2f}x, inference "
-                     f"throughput {ours['infer_s']['median'] / b['infer_s']['median']:.2f}x.")
+    r50 = rows[-1]
+    lines.append("")
+    for ours in rows[:-1]:
+        lines.append(
+            f"Ratio {ours['label']} ({ours['precision']}) / R50-FPN: training time "
+            f"{ours['train_s']['median'] / r50['train_s']['median']:.2f}x, inference "
+            f"throughput {r50['infer_s']['median'] / ours['infer_s']['median']:.2f}x"
+            + (f" ({r50['infer_equal_s']['median'] / ours['infer_equal_s']['median']:.2f}x at "
+               f"<= {args.equal_dets} detections per image)." if "infer_equal_s" in ours
+               else "."))
+    fp32 = {r["label"]: r for r in rows[:-1] if r["precision"] == "fp32"}
+    for b in rows[:-1]:
+        f = fp32.get(b["label"])
+        if b["precision"].startswith("bf16") and f is not None:
+            lines.append(f"bf16 autocast / fp32 ({b['label']}): training time "
+                         f"{b['train_s']['median'] / f['train_s']['median']:.2f}x, inference "
+                         f"throughput {f['infer_s']['median'] / b['infer_s']['median']:.2f}x.")
     if note:
         lines.append(note)
     lines += ["", "Inputs: 0-1 intensities for ours, the same images x 255 for R50-FPN (its "

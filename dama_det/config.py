@@ -102,6 +102,7 @@ def add_dama_config(cfg: CN) -> CN:
 
     # ---- evaluation ----
     cfg.TEST.DETECTIONS_PER_IMAGE = 500  # many cells per image: also COCO maxDets[-1]
+    cfg.TEST.TILE_SIZE = 0  # `dama-det predict` sliding-window side without --tile-size; 0 = INPUT.LSJ.IMAGE_SIZE
     cfg.TEST.EVAL_EPOCHS = 0  # with SOLVER.EPOCHS: evaluate and checkpoint every this many epochs
     cfg.TEST.VAL_LOSS_PERIOD = 0  # iterations between validation-loss passes; 0 = EVAL_PERIOD
     cfg.TEST.VAL_LOSS_MAX_IMAGES = 64  # at most this many validation images per loss pass

@@ -50,8 +50,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                    help="keep detections scoring at least S (use e.g. 0.05 for COCO AP)")
     g = parser.add_argument_group("tiling")
     g.add_argument("--tile-size", type=positive_int, default=None, metavar="PX",
-                   help="sliding-window side; None: the training crop size "
-                   "(INPUT.LSJ.IMAGE_SIZE)")
+                   help="sliding-window side; None: the config's TEST.TILE_SIZE, or the "
+                   "training crop size (INPUT.LSJ.IMAGE_SIZE) where that is 0")
     g.add_argument("--overlap", type=non_negative_int, default=None, metavar="PX",
                    help="minimum overlap of neighbouring windows; should exceed the "
                    "largest cell; None: a quarter of the tile size")

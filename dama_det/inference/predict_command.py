@@ -49,6 +49,22 @@ def load_predict_config(config_file: str | None, weights: str):
     return cfg
 
 
+def default_tile_size(cfg, tile_size: int | None = None) -> int:
+    """The sliding-window side for prediction.
+
+    Args:
+        cfg: the detector's config.
+        tile_size: ``--tile-size`` (None: not given).
+
+    Returns:
+        ``tile_size`` if given, else ``TEST.TILE_SIZE`` if set (> 0), else the training
+        crop size ``INPUT.LSJ.IMAGE_SIZE``.
+    """
+    if tile_size:
+        return int(tile_size)
+    return int(cfg.TEST.get("TILE_SIZE", 0) or 0) or int(cfg.INPUT.LSJ.IMAGE_SIZE)
+
+
 def run_predict(opts: PredictOptions) -> Path:
     """Predict ``opts.inputs`` with ``opts.weights`` into ``opts.out``: the entry function
     of ``dama-det predict``.
@@ -71,7 +87,7 @@ def run_predict(opts: PredictOptions) -> Path:
     check_output_dir(opts.out)
     cfg = load_predict_config(opts.config_file, opts.weights)
     inputs = collect_inputs(opts.inputs, expected_channels=len(cfg.MODEL.PIXEL_MEAN))
-    tile = opts.tile_size or int(cfg.INPUT.LSJ.IMAGE_SIZE)
+    tile = default_tile_size(cfg, opts.tile_size)
     overlap = opts.overlap if opts.overlap is not None else tile // 4
     check_tiling(tile, overlap)
     claim_output_dir(opts.out, earlier_prediction_outputs(opts.out), overwrite=opts.overwrite,

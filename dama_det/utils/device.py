@@ -93,9 +93,13 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Context
     """``torch.autocast`` for ``device`` with ``dtype``, or a no-op when dtype is None.
 
     bf16 on CPU also restricts ``scaled_dot_product_attention`` to its math kernel
-    (two bf16 matmuls and a softmax): the CPU flash kernel's backward took 38 % of a
-    ViT-tiny DAMA pretraining step, and the math kernel makes that step 1.3x faster
-    (BENCHMARKS.md, "Pretraining step profile"); in fp32 both kernels are level.
+    (two bf16 matmuls and a softmax) while gradients are recorded: the CPU flash
+    kernel's backward took 38 % of a ViT-tiny DAMA pretraining step, and the math
+    kernel makes that step 1.3x faster (BENCHMARKS.md, "Pretraining step profile"); in
+    fp32 both kernels are level. Without gradients (prediction, probes: entered under
+    ``torch.inference_mode`` / ``no_grad``) PyTorch keeps choosing, so a global-attention
+    block over a large window never materialises its ``(tokens, tokens)`` score matrix
+    (a 1024 px window of 8 px patches: 16384 tokens, 2 GB per head in bf16).
     """
     if dtype is None:
         return contextlib.nullcontext()
@@ -107,8 +111,13 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Context
 
 @contextlib.contextmanager
 def _cpu_bf16_context(autocast: ContextManager) -> Iterator[None]:
-    """``autocast`` with scaled-dot-product attention on its math kernel."""
+    """``autocast`` with scaled-dot-product attention on its math kernel when
+    gradients are enabled (checked on entry)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    if not torch.is_grad_enabled():
+        with autocast:
+            yield
+        return
     with sdpa_kernel([SDPBackend.MATH]), autocast:
         yield

@@ -77,3 +77,16 @@ def test_predict_help(capsys):
     for option in ("--weights", "--config-file", "--score-thresh", "--tile-size", "--overlap",
                    "--batch", "--workers", "--device", "--amp", "--out"):
         assert option in text
+
+
+def test_default_tile_size_reads_the_config_then_the_training_crop():
+    from dama_det import get_dama_cfg
+    from dama_det.inference.predict_command import default_tile_size
+
+    cfg = get_dama_cfg()
+    cfg.INPUT.LSJ.IMAGE_SIZE = 256
+    assert cfg.TEST.TILE_SIZE == 0
+    assert default_tile_size(cfg) == 256
+    cfg.TEST.TILE_SIZE = 1024
+    assert default_tile_size(cfg) == 1024
+    assert default_tile_size(cfg, 512) == 512  # --tile-size wins

@@ -68,3 +68,20 @@ def test_cpu_bf16_autocast_uses_the_math_attention_kernel():
     assert q.grad is not None and torch.isfinite(q.grad).all()
     with autocast_context(CPU, None):
         assert torch.nn.Linear(16, 16)(q).dtype == torch.float32
+
+
+def test_cpu_bf16_autocast_without_gradients_keeps_pytorchs_attention_choice():
+    """Prediction runs under inference_mode: no math-kernel restriction there (a large
+    window's global attention would materialise its token x token scores)."""
+    from torch.nn.attention import _cur_sdpa_kernel_backends
+
+    from dama_det.utils.device import autocast_context
+
+    default = _cur_sdpa_kernel_backends()
+    assert len(default) > 1
+    with torch.inference_mode(), autocast_context(CPU, torch.bfloat16):
+        assert _cur_sdpa_kernel_backends() == default
+        assert torch.nn.Linear(16, 16)(torch.randn(2, 16)).dtype == torch.bfloat16
+    with autocast_context(CPU, torch.bfloat16):
+        assert [b.name for b in _cur_sdpa_kernel_backends()] == ["MATH"]
+    assert _cur_sdpa_kernel_backends() == default
