@@ -55,3 +55,18 @@ def test_cpu_config_backbone_strides(path):
         out = backbone(torch.randn(1, channels, size, size))
     for name, feat in out.items():
         assert feat.shape[-1] == -(-size // strides[name]), name
+
+
+@pytest.mark.parametrize("path", CPU_CONFIGS, ids=lambda p: p.name)
+def test_cpu_config_prediction_windows(path):
+    """8-px models predict in 1024 px windows (floor study F6: +2.5 mask AP over the
+    256 px training crop); 16-px ones keep the training crop (whole images cost them)."""
+    from dama_det.inference.predict_command import default_tile_size
+    from dama_det.inference.tiling import check_tiling
+
+    cfg = _cfg(path)
+    tile = default_tile_size(cfg)
+    expected = 1024 if cfg.MODEL.DAMA_VIT.PATCH_SIZE == 8 else cfg.INPUT.LSJ.IMAGE_SIZE
+    assert tile == expected
+    assert tile % cfg.MODEL.DAMA_VIT.PATCH_SIZE == 0
+    check_tiling(tile, tile // 4)  # the default overlap is valid
