@@ -26,11 +26,14 @@ from pathlib import Path
 import torch
 
 from collect_results import publish
+from detect_speed import dama_cfg
 from pretrain_profile import build
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DETECTOR = REPO / "configs" / "quick_schedules" / "mask_rcnn_dama_vit_demo_cpu.yaml"
+#: (label, autocast dtype) of the precisions every case runs in.
+PRECISIONS = (("fp32", None), ("bf16", torch.bfloat16))
 
 
 def pretrain_step(model, opt, imgs, dtype):
@@ -94,7 +97,7 @@ def compile_blocks(model) -> None:
 def pretrain_cases(args) -> list[tuple[str, dict]]:
     imgs = torch.randn(args.batch, 7, 128, 128, generator=torch.Generator().manual_seed(0))
     rows = []
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+    for name, dtype in PRECISIONS:
         for scope in ("whole pretrainer", "each transformer block"):
             model_e, opt_e = build(args.size, fused=True)
             model_c, opt_c = build(args.size, fused=True)
@@ -115,18 +118,14 @@ def pretrain_cases(args) -> list[tuple[str, dict]]:
 def backbone_cases(args) -> list[tuple[str, dict]]:
     from detectron2.modeling import build_model
 
-    from dama_det import get_dama_cfg
-
-    cfg = get_dama_cfg()
-    cfg.merge_from_file(str(args.detector_config))
-    cfg.MODEL.DEVICE = "cpu"
+    cfg = dama_cfg(args.detector_config)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     channels = len(cfg.MODEL.PIXEL_MEAN)
     image = torch.rand(1, channels, args.window, args.window,
                        generator=torch.Generator().manual_seed(0))
     rows = []
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+    for name, dtype in PRECISIONS:
         compiled = torch.compile(model.backbone)
         rows.append((f"detector backbone forward, `{args.detector_config.name}`, "
                      f"{args.window} px window, {name}",

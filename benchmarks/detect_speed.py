@@ -114,15 +114,6 @@ def calibrate_frozen_bn(model, batch) -> int:
     return len(layers)
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def synthetic_batch(channels: int, n_images: int = BATCH, n_cells: int = 30, seed: int = 0,
                     scale: float = 1.0):
     """Model inputs with ground truth: random disks as instances.
@@ -268,6 +259,8 @@ def run_model_speed(args) -> tuple[list[dict], str]:
     """
     import torch
 
+    from dama_det.utils.device import cpu_has_native_bf16
+
     cases = []
     note = ""
     for cfg_path in map(Path, args.config):
@@ -276,9 +269,8 @@ def run_model_speed(args) -> tuple[list[dict], str]:
         channels = len(cfg.MODEL.PIXEL_MEAN)
         cases.append(SpeedCase(ours, cfg, channels, "fp32"))
         if not args.no_bf16:
-            if cpu_supports_bf16():
-                cases.append(SpeedCase(ours, dama_cfg(cfg_path), channels, "bf16 autocast",
-                                       torch.bfloat16))
+            if cpu_has_native_bf16():
+                cases.append(SpeedCase(ours, cfg, channels, "bf16 autocast", torch.bfloat16))
             else:
                 note = ("bf16 autocast skipped: this CPU has no native bf16 "
                         "(avx512_bf16/amx_bf16).")

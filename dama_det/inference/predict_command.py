@@ -62,7 +62,7 @@ def default_tile_size(cfg, tile_size: int | None = None) -> int:
     """
     if tile_size:
         return int(tile_size)
-    return int(cfg.TEST.get("TILE_SIZE", 0) or 0) or int(cfg.INPUT.LSJ.IMAGE_SIZE)
+    return int(cfg.TEST.TILE_SIZE) or int(cfg.INPUT.LSJ.IMAGE_SIZE)
 
 
 def run_predict(opts: PredictOptions) -> Path:

@@ -99,7 +99,8 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Context
     fp32 both kernels are level. Without gradients (prediction, probes: entered under
     ``torch.inference_mode`` / ``no_grad``) PyTorch keeps choosing, so a global-attention
     block over a large window never materialises its ``(tokens, tokens)`` score matrix
-    (a 1024 px window of 8 px patches: 16384 tokens, 2 GB per head in bf16).
+    (a 1024 px window of 8 px patches: 16384 tokens, 0.5 GB per head in bf16,
+    2 GB for the mini ViT's 4 heads).
     """
     if dtype is None:
         return contextlib.nullcontext()
