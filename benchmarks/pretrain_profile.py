@@ -3,12 +3,12 @@
 Part 1 (``torch.profiler``): one DAMA step (forward + backward + optimizer) of the
 ``--size`` ViT at batch ``--batch``, 128 x 128 x 7, in bf16 as it was (plain autocast,
 PyTorch's flash attention kernel, loop AdamW) and as the product runs it now
-(``autocast_context``: math attention kernel; fused AdamW), profiled after warm-up; the
+(``autocast_context``, timm's explicit attention, fused AdamW), profiled after warm-up; the
 tables list the ops with the most self CPU time and the share of the step spent in
 matmul-type ops (``aten::mm``/``bmm``/``addmm``/``_scaled_dot_product*``/ convolution).
 
 Part 2: the step timed in every configuration of :data:`CONFIGS` (fp32 / bf16, loop /
-fused AdamW, flash / math attention) in the same process, the configurations taking
+fused AdamW, flash / math / explicit attention) in the same process, the configurations taking
 turns step by step (load from other jobs falls on all alike); median and best of
 ``--steps`` steps each, the optimizer step alone, and the speed against fp32 before.
 
@@ -39,34 +39,40 @@ MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::linear", "aten::mat
               "aten::mkldnn_convolution", "aten::baddbmm")
 
 
-def build(size: str, fused: bool):
-    """A DAMA pretrainer of ``size`` (seed 0) and its optimizer (fused or loop AdamW)."""
+def build(size: str, fused: bool, explicit: bool = False):
+    """A DAMA pretrainer of ``size`` (seed 0) and its optimizer (fused or loop AdamW);
+    ``explicit``: timm's attention on its explicit path (the product's CPU bf16 setting)."""
     from timm.optim import param_groups_weight_decay
 
     from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
     from dama_det.pretrain.models_mae import mae_config
+    from dama_det.utils.device import explicit_attention_for_cpu_bf16
     from dama_det.utils.optim import build_adamw
 
     torch.manual_seed(0)
     model = DAMAPretrainer(mae_config(size, img_size=128, patch_size=16, in_chans=7),
                            MethodConfig(method="dama"))
+    if explicit:
+        explicit_attention_for_cpu_bf16(model, torch.device("cpu"), torch.bfloat16)
     groups = param_groups_weight_decay(model, 0.05, no_weight_decay_list=model.no_weight_decay())
     opt = (build_adamw(groups, lr=1e-4, betas=(0.9, 0.95)) if fused
            else torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.95)))
     return model, opt
 
 
-#: (label, dtype, fused AdamW, product autocast) of each timed configuration: the fp32
-#: loop baseline, the bf16 path as it was (plain autocast: flash attention on CPU, loop
-#: AdamW), each change alone, and the product's path (``autocast_context``: math attention
-#: under CPU bf16, fused AdamW).
+#: (label, dtype, fused AdamW, product autocast, explicit attention) of each timed
+#: configuration: the fp32 loop baseline, the bf16 path as it was (plain autocast: flash
+#: attention on CPU, loop AdamW), each change alone, and the product's path
+#: (``autocast_context`` and fused AdamW; under CPU bf16 timm's attention on its explicit
+#: path, ``explicit_attention_for_cpu_bf16``; the math kernel was the previous choice).
 CONFIGS = [
-    ("fp32, loop AdamW (before)", "fp32", False, False),
-    ("fp32, fused AdamW (now)", "fp32", True, True),
-    ("bf16, flash attention, loop AdamW (before)", "bf16", False, False),
-    ("bf16, flash attention, fused AdamW", "bf16", True, False),
-    ("bf16, math attention, loop AdamW", "bf16", False, True),
-    ("bf16, math attention, fused AdamW (now)", "bf16", True, True),
+    ("fp32, loop AdamW (before)", "fp32", False, False, False),
+    ("fp32, fused AdamW (now)", "fp32", True, True, False),
+    ("bf16, flash attention, loop AdamW (before)", "bf16", False, False, False),
+    ("bf16, flash attention, fused AdamW", "bf16", True, False, False),
+    ("bf16, math attention, loop AdamW", "bf16", False, True, False),
+    ("bf16, math attention, fused AdamW (previous default)", "bf16", True, True, False),
+    ("bf16, explicit attention, fused AdamW (now)", "bf16", True, True, True),
 ]
 
 
@@ -126,8 +132,8 @@ def main() -> None:
     load0 = os.getloadavg()[0]
 
     steps = []
-    for label, dtype_name, fused, product in CONFIGS:
-        model, opt = build(args.size, fused)
+    for label, dtype_name, fused, product, explicit in CONFIGS:
+        model, opt = build(args.size, fused, explicit)
         steps.append(make_step(model, opt, imgs, dtype_name, product))
         for _ in range(2):
             steps[-1]()  # warm-up (first-call allocations, optimizer state)

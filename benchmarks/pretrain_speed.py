@@ -84,8 +84,10 @@ def _build(size: str, method: str):
 
 def _step_fn(model, opt, imgs, dtype_name: str):
     from dama_det.utils import autocast_context
+    from dama_det.utils.device import explicit_attention_for_cpu_bf16
 
     dtype = torch.bfloat16 if dtype_name == "bf16" else None
+    explicit_attention_for_cpu_bf16(model, torch.device("cpu"), dtype)  # as the product
 
     def step():
         with autocast_context(torch.device("cpu"), dtype):

@@ -15,6 +15,7 @@ import torch
 
 from ..data.pixel_stats import pixel_stats
 from ..utils import atomic_torch_save
+from ..utils.device import explicit_attention_for_cpu_bf16
 from ..utils.distributed import DistInfo
 from ..utils.rng import seed_everything
 from .augment import build_eval_transform, build_train_transform
@@ -42,6 +43,7 @@ def train_fold(opts: ClassifyOptions, info: DistInfo, device: torch.device,
     if m.export is not None:
         load_export_into(model, m.spec.export_path, m.export)
     model.to(device)
+    explicit_attention_for_cpu_bf16(model, device, amp_dtype)
     train_tf = build_train_transform(img_size, crop_scale=tuple(cfg.crop_scale), hflip=cfg.hflip,
                                      vflip=cfg.vflip, reprob=cfg.reprob, remode=cfg.remode,
                                      recount=cfg.recount)

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..data.pixel_stats import pixel_stats
 from ..errors import DamaUserError
 from ..utils import autocast_context, claim_output_dir, glob_outputs, pick_device, resolve_amp_dtype
+from ..utils.device import explicit_attention_for_cpu_bf16
 from ..utils.distributed import barrier, init_distributed
 from ..utils.optim import build_adamw
 from ..utils.rng import rng_state, seed_everything, set_rng_state
@@ -202,6 +203,7 @@ def run_pretraining(args: PretrainOptions | argparse.Namespace) -> dict[str, Any
             print(f"input standardisation from the crops: mean {input_stats[0]}, "
                   f"std {input_stats[1]}")
     model = build_model(args, input_stats).to(device)
+    explicit_attention_for_cpu_bf16(model, device, amp_dtype)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
                                  seed=args.seed, drop_last=True)
     loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True,

@@ -93,14 +93,15 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Context
     """``torch.autocast`` for ``device`` with ``dtype``, or a no-op when dtype is None.
 
     bf16 on CPU also restricts ``scaled_dot_product_attention`` to its math kernel
-    (two bf16 matmuls and a softmax) while gradients are recorded: the CPU flash
-    kernel's backward took 38 % of a ViT-tiny DAMA pretraining step, and the math
-    kernel makes that step 1.3x faster (BENCHMARKS.md, "Pretraining step profile"); in
-    fp32 both kernels are level. Without gradients (prediction, probes: entered under
-    ``torch.inference_mode`` / ``no_grad``) PyTorch keeps choosing, so a global-attention
-    block over a large window never materialises its ``(tokens, tokens)`` score matrix
-    (a 1024 px window of 8 px patches: 16384 tokens, 0.5 GB per head in bf16,
-    2 GB for the mini ViT's 4 heads).
+    while gradients are recorded: the CPU flash kernel's backward took 38 % of a
+    ViT-tiny DAMA pretraining step, and the math kernel makes that step 1.3x faster
+    (BENCHMARKS.md, "Pretraining step profile"); in fp32 both kernels are level. The
+    training loops go further with :func:`explicit_attention_for_cpu_bf16`, which keeps
+    timm's attention off this kernel altogether. Without gradients (prediction, probes:
+    entered under ``torch.inference_mode`` / ``no_grad``) PyTorch keeps choosing, so a
+    global-attention block over a large window never materialises its
+    ``(tokens, tokens)`` score matrix (a 1024 px window of 8 px patches: 16384 tokens,
+    0.5 GB per head in bf16, 2 GB for the mini ViT's 4 heads).
     """
     if dtype is None:
         return contextlib.nullcontext()
@@ -122,3 +123,36 @@ def _cpu_bf16_context(autocast: ContextManager) -> Iterator[None]:
         return
     with sdpa_kernel([SDPBackend.MATH]), autocast:
         yield
+
+
+def explicit_attention_for_cpu_bf16(model: torch.nn.Module, device: torch.device,
+                                    dtype: torch.dtype | None) -> int:
+    """Switch ``model``'s timm attention modules to their explicit path when it trains in
+    bf16 on CPU; elsewhere leave them on ``scaled_dot_product_attention``.
+
+    timm's ``Attention`` computes ``softmax(q k^T / sqrt(d)) v`` either with PyTorch's
+    fused kernel or explicitly (``fused_attn = False``: two matmuls and a softmax). Under
+    CPU bf16 autocast the explicit path keeps both matmuls in bf16, while the fused
+    kernel's math backend upcasts bf16 to fp32 on CPU and its flash backend has a slow
+    backward: forward + backward of the tiny ViT decoder's attention
+    ``(16, 16, 65, 32)`` took 4.8 ms explicit, 10.3 ms math, 33.4 ms flash, and a DAMA
+    pretraining step is 1.3x faster (BENCHMARKS.md, "Pretraining step profile"). The
+    explicit path materialises the ``(tokens, tokens)`` scores, which is cheap at
+    pretraining and fine-tuning crop sizes (65 tokens at 128 px, patch 16).
+
+    Args:
+        model: any module; every submodule with a ``fused_attn`` attribute is switched.
+        device: the training device.
+        dtype: the autocast dtype (None: full precision).
+
+    Returns:
+        The number of attention modules switched (0 unless CPU and bf16).
+    """
+    if device.type != "cpu" or dtype != torch.bfloat16:
+        return 0
+    switched = 0
+    for module in model.modules():
+        if getattr(module, "fused_attn", None) is True:
+            module.fused_attn = False
+            switched += 1
+    return switched

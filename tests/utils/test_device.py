@@ -85,3 +85,52 @@ def test_cpu_bf16_autocast_without_gradients_keeps_pytorchs_attention_choice():
     with autocast_context(CPU, torch.bfloat16):
         assert [b.name for b in _cur_sdpa_kernel_backends()] == ["MATH"]
     assert _cur_sdpa_kernel_backends() == default
+
+
+def test_explicit_attention_only_for_cpu_bf16_training():
+    from timm.models.vision_transformer import Block
+
+    from dama_det.utils.device import explicit_attention_for_cpu_bf16
+
+    model = torch.nn.Sequential(Block(32, 4), Block(32, 4))
+    assert explicit_attention_for_cpu_bf16(model, CPU, None) == 0
+    assert explicit_attention_for_cpu_bf16(model, torch.device("cuda"), torch.bfloat16) == 0
+    assert all(b.attn.fused_attn for b in model)
+    assert explicit_attention_for_cpu_bf16(model, CPU, torch.bfloat16) == 2
+    assert not any(b.attn.fused_attn for b in model)
+    assert explicit_attention_for_cpu_bf16(model, CPU, torch.bfloat16) == 0  # already explicit
+
+
+def test_explicit_attention_computes_the_same_function_with_bf16_matmuls():
+    """Same weights: the explicit path equals the fused kernel in fp32; under CPU bf16
+    autocast its attention matmuls really run in bf16 and it stays close to fp32."""
+    import copy
+
+    from timm.models.vision_transformer import Block
+
+    from dama_det.utils.device import autocast_context, explicit_attention_for_cpu_bf16
+
+    torch.manual_seed(0)
+    fused = Block(64, 4)
+    explicit = copy.deepcopy(fused)
+    assert explicit_attention_for_cpu_bf16(explicit, CPU, torch.bfloat16) == 1
+    x = torch.randn(2, 17, 64, requires_grad=True)
+    reference = fused(x)
+    torch.testing.assert_close(explicit(x), reference, rtol=1e-5, atol=1e-5)
+
+    matmul_dtypes = []
+
+    class RecordMatmuls(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if getattr(func, "__name__", "") in ("matmul", "__matmul__"):
+                matmul_dtypes.append(out.dtype)
+            return out
+
+    with autocast_context(CPU, torch.bfloat16), RecordMatmuls():
+        low = explicit(x)
+    assert matmul_dtypes == [torch.bfloat16, torch.bfloat16]  # q k^T and attn v
+    err = (low.float() - reference).norm() / reference.norm()
+    assert err < 0.02
+    low.float().sum().backward()
+    assert torch.isfinite(x.grad).all()
