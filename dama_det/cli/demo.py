@@ -16,8 +16,9 @@ def register(subparsers) -> None:
     )
     g = p.add_argument_group("run")
     g.add_argument("--out", default="outputs/demo", metavar="DIR", help="output folder")
-    g.add_argument("--preset", default="cpu", choices=("cpu", "smoke", "gpu"),
-                   help="sizes: cpu (~10 min on 2 cores), smoke (seconds, tests), gpu (ViT-tiny)")
+    g.add_argument("--preset", default="cpu", choices=("cpu", "cpu-long", "smoke", "gpu"),
+                   help="sizes: cpu (~5 min on 2 cores), cpu-long (~10 min, 2x the detector "
+                        "iterations), smoke (seconds, tests), gpu (ViT-tiny)")
     g.add_argument("--seed", type=int, default=0, help="seed of every stage")
     g.add_argument("--force", action="store_true", help="re-run stages whose outputs exist")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
