@@ -110,7 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rt = p.add_argument_group("hardware")
     rt.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     rt.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
-                    help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
+                    help="mixed precision (auto: bf16/fp16 on CUDA, bf16 on CPUs with "
+                         "native bf16, else off)")
     rt.add_argument("--workers", type=int, default=2, help="data loader worker processes")
     p.set_defaults(func=run)
 

@@ -3,8 +3,8 @@
 CUDA gets AMP (bf16 where supported, else fp16 with a GradScaler). CPUs with native
 bf16 instructions (AVX512-BF16 or AMX-BF16, detected from the CPU's flags) run bf16
 matmuls ~2-4x faster than fp32, so ``--amp auto`` picks bf16 autocast there for the
-stages where it was measured at accuracy parity (pretraining, prediction; see
-BENCHMARKS.md) and fp32 on other CPUs.
+stages where it was measured at accuracy parity (pretraining, prediction,
+classification; see BENCHMARKS.md) and fp32 on other CPUs.
 """
 from __future__ import annotations
 
@@ -135,8 +135,9 @@ def explicit_attention_for_cpu_bf16(model: torch.nn.Module, device: torch.device
     CPU bf16 autocast the explicit path keeps both matmuls in bf16, while the fused
     kernel's math backend upcasts bf16 to fp32 on CPU and its flash backend has a slow
     backward: forward + backward of the tiny ViT decoder's attention
-    ``(16, 16, 65, 32)`` took 4.8 ms explicit, 10.3 ms math, 33.4 ms flash, and a DAMA
-    pretraining step is 1.3x faster (BENCHMARKS.md, "Pretraining step profile"). The
+    ``(16, 16, 65, 32)`` took 4.8 ms explicit, 10.3 ms math, 33.4 ms flash, and a
+    tiny-ViT DAMA step is 1.12x faster than on the math kernel (BENCHMARKS.md,
+    "Pretraining step profile"). The
     explicit path materialises the ``(tokens, tokens)`` scores, which is cheap at
     pretraining and fine-tuning crop sizes (65 tokens at 128 px, patch 16).
 

@@ -13,6 +13,7 @@ from dama_det.classification.dataset import CropDataset, scan_class_folders
 from dama_det.classification.finetuning import evaluate
 from dama_det.classification.model import ViTArch, build_classifier
 from dama_det.cli import main
+from dama_det.utils.device import cpu_has_native_bf16
 from dama_det.utils.distributed import DistInfo
 from tests.helpers.classification import make_class_crops, write_export
 
@@ -63,6 +64,10 @@ def test_three_fold_run_on_synthetic_crops_table_resume_and_guard(tmp_path, expo
     md = (out / "table.md").read_text().strip().splitlines()
     assert len(md) == 4 and "Avg. ↑" in md[0]
     assert md[0] in stdout
+
+    # --amp auto: bf16 autocast on a CPU with native bf16 (this project's machines), else fp32
+    stored = json.loads((out / "fold_results.json").read_text())["methods"]["random"]["folds"]
+    assert {f["amp"] for f in stored.values()} == {"bfloat16" if cpu_has_native_bf16() else "off"}
 
     results = json.loads((out / "results.json").read_text())
     assert results["k"] == 3 and results["class_counts"] == [12] * 5
@@ -203,6 +208,10 @@ def test_torchrun_two_processes_cpu(tmp_path, capsys):
            "--embed-dim", "64", "--depth", "2", "--num-heads", "2", "--workers", "0", "--quiet"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # --amp auto: bf16 autocast on a CPU with native bf16 (this project's machines), else fp32
+    stored = json.loads((out / "fold_results.json").read_text())["methods"]["random"]["folds"]
+    assert {f["amp"] for f in stored.values()} == {"bfloat16" if cpu_has_native_bf16() else "off"}
+
     results = json.loads((out / "results.json").read_text())
     folds = results["methods"][0]["folds"]
     assert [f["n_test"] for f in folds] == [6, 6]
