@@ -10,15 +10,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ["demo_end_to_end", "compare_dsb2018_cpu", "transfer_study", "amp_parity",
-         "pretrain_speed", "pretrain_profile", "detect_speed", "tiling_speed", "eval_speed",
-         "data_io", "classification"]
+         "pretrain_speed", "pretrain_profile", "compile_trial", "detect_speed", "tiling_speed",
+         "eval_speed", "data_io", "classification"]
 HEADER = """# Benchmarks
 
-Speed and memory figures of dama_det on this project's reference machine: 2 CPU cores
-(AMD EPYC with avx512_bf16), 24 GB RAM, no GPU, torch 2.14.1. Each section is written by
-the script named in it (`benchmarks/*.py`; `make benchmarks` runs them all and rebuilds
-this file). The cores were shared with other jobs during some runs; each section notes its
-conditions. Ratios measured inside one run are more reliable than absolute times.
+Speed and memory figures of dama_det on this project's reference machine: 2 CPU cores,
+24 GB RAM, no GPU, torch 2.14.1. Each section is written by the script named in it
+(`benchmarks/*.py`; `make benchmarks` runs them all and rebuilds this file) and notes its
+conditions. The speed sections (demo, pretraining speed and profile, detection speed,
+tiling, torch.compile, evaluation, data I/O) come from one run on 2026-12-04 15:15-16:30
+UTC with nothing else on the machine (the load average they print, 1-2, is their own
+2 threads), on an Intel Xeon with AMX-BF16 and avx512_bf16; the machine behind the
+project's name changed between sessions, and the studies (transfer, floor, classification)
+ran earlier on an AMD EPYC with avx512_bf16 (no AMX), often on shared cores. Ratios
+measured inside one run are more reliable than absolute times.
 """
 
 
