@@ -60,27 +60,33 @@ def _method_item(raw: dict, name: str):
     raise KeyError(name)
 
 
-def run_job(description: Path, out: Path, method: str | None, seed: int) -> None:
-    """One job in this process: ``method`` on ``seed`` (pretraining, export, detector on
-    every labelled fraction, prediction), or with ``method`` None the evaluation of all
-    the description's methods on ``seed``."""
+def run_method_job(description: Path, out: Path, method: str, seed: int) -> None:
+    """``method`` on ``seed`` in this process: pretraining, export, then the detector on
+    every labelled fraction and its prediction of the validation images."""
     spec = load_run_spec(description)
     comparison = Comparison(spec, out)
     train, val, crops, channels = comparison.prepare_data()
+    m = next(m for m in spec.methods if m.name == method)
+    encoder = comparison.pretrained_encoder(m, seed, crops, channels)
     for fraction in spec.label_fractions:
         labelled = comparison.labelled_train(train, fraction, seed)
-        if method is None:
-            preds = {m.name: comparison.run_method(m, seed, fraction, labelled, val, None)
-                     for m in spec.methods}  # every prediction exists: a lookup
-            comparison.evaluate(preds, val, f"seed{seed}{fraction_tag(fraction)}")
-            continue
-        m = next(m for m in spec.methods if m.name == method)
-        encoder = comparison.pretrained_encoder(m, seed, crops, channels)
         comparison.run_method(m, seed, fraction, labelled, val, encoder)
 
 
+def run_evaluation_job(description: Path, out: Path, seed: int) -> None:
+    """The evaluation of all the description's methods on ``seed`` (their predictions
+    must exist), on every labelled fraction."""
+    spec = load_run_spec(description)
+    comparison = Comparison(spec, out)
+    _, val, _, _ = comparison.prepare_data()
+    for fraction in spec.label_fractions:
+        preds = {m.name: comparison.predictions_file(m, seed, fraction) for m in spec.methods}
+        comparison.evaluate(preds, val, f"seed{seed}{fraction_tag(fraction)}")
+
+
 class Job:
-    """A :func:`run_job` in its own process, logging to ``log``."""
+    """One job of this script (:func:`run_method_job` / :func:`run_evaluation_job`) in its
+    own process, logging to ``log``."""
 
     def __init__(self, name: str, seed: int, argv: list[str], log: Path):
         self.name, self.seed, self.argv, self.log = name, seed, argv, log
@@ -153,9 +159,11 @@ def main() -> int:
     parser.add_argument("--eval-seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out).resolve()
-    if args.job or args.eval_seed is not None:
-        method, seed = (args.job[0], int(args.job[1])) if args.job else (None, args.eval_seed)
-        run_job(Path(args.description), out, method, seed)
+    if args.job:
+        run_method_job(Path(args.description), out, args.job[0], int(args.job[1]))
+        return 0
+    if args.eval_seed is not None:
+        run_evaluation_job(Path(args.description), out, args.eval_seed)
         return 0
 
     spec, t0 = load_run_spec(args.description), time.time()

@@ -145,26 +145,32 @@ class Comparison:
                                         extra_args=p.get("args", []), log=self.log))
         return json.loads(out.read_text())
 
+    def predictions_file(self, m: MethodSpec, seed: int, fraction: float) -> Path:
+        """Where :meth:`run_method` writes ``m``'s predictions of the validation images
+        (``classical``: one file for every seed and fraction)."""
+        if m.kind == "classical":
+            return self.out / "runs" / m.name / "predictions" / "predictions.json"
+        return (self.out / "runs" / m.name / f"seed{seed}"
+                / f"predictions{fraction_tag(fraction)}" / "predictions.json")
+
     def run_method(self, m: MethodSpec, seed: int, fraction: float, train: Path, val: Path,
                    encoder: Path | None) -> Path:
         """Train Mask R-CNN (from ``encoder`` if given) on ``train``, predict ``val``;
         returns the predictions json."""
+        preds = self.predictions_file(m, seed, fraction)
         if m.kind == "classical":  # no training: one prediction serves every seed and fraction
-            preds = self.out / "runs" / m.name / "predictions" / "predictions.json"
             self._stage(f"{m.name}: Otsu + watershed on the validation images", [preds],
                         lambda: steps.classical(val, preds.parent, log=self.log))
             return preds
-        run = self.out / "runs" / m.name / f"seed{seed}"
         tag = f"{m.name} seed {seed}" + (f" {100 * fraction:g} % labels" if fraction < 1 else "")
-        detector, predictions = (run / f"{name}{fraction_tag(fraction)}"
-                                 for name in ("detector", "predictions"))
+        detector = self.out / "runs" / m.name / f"seed{seed}" / f"detector{fraction_tag(fraction)}"
+        predictions = preds.parent
         det = self.spec.detection
         self._stage(f"{tag}: train Mask R-CNN", [detector / "model_final.pth"],
                     lambda: steps.train_detector(
                         det["config"], detector, train_json=train, val_json=val, seed=seed,
                         device=self.device, weights=encoder, iters=det.get("iters") or None,
                         opts=det.get("opts", []), log=self.log))
-        preds = predictions / "predictions.json"
         self._stage(f"{tag}: predict validation images", [preds],
                     lambda: steps.predict(val, detector / "model_final.pth", predictions,
                                           device=self.device, quiet=True, log=self.log))

@@ -137,9 +137,9 @@ def explicit_attention_for_cpu_bf16(model: torch.nn.Module, device: torch.device
     backward: forward + backward of the tiny ViT decoder's attention
     ``(16, 16, 65, 32)`` took 4.8 ms explicit, 10.3 ms math, 33.4 ms flash, and a
     tiny-ViT DAMA step is 1.12x faster than on the math kernel (BENCHMARKS.md,
-    "Pretraining step profile"). The
-    explicit path materialises the ``(tokens, tokens)`` scores, which is cheap at
-    pretraining and fine-tuning crop sizes (65 tokens at 128 px, patch 16).
+    "Pretraining step profile"). The explicit path materialises the ``(tokens, tokens)``
+    scores, which is cheap at pretraining and fine-tuning crop sizes (65 tokens at
+    128 px, patch 16).
 
     Args:
         model: any module; every submodule with a ``fused_attn`` attribute is switched.

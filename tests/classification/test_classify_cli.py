@@ -31,6 +31,13 @@ def export(tmp_path_factory):
     return write_export(tmp_path_factory.mktemp("export") / "dama.pth", img_size=128, epoch=500)
 
 
+def _assert_auto_amp(out):
+    """--amp auto: every fold of random init in bf16 autocast on a CPU with native bf16
+    (this project's machines), else in fp32."""
+    stored = json.loads((out / "fold_results.json").read_text())["methods"]["random"]["folds"]
+    assert {f["amp"] for f in stored.values()} == {"bfloat16" if cpu_has_native_bf16() else "off"}
+
+
 def _run(capsys, *argv):
     rc = main(["classify", *map(str, argv)])
     out, err = capsys.readouterr()
@@ -65,9 +72,7 @@ def test_three_fold_run_on_synthetic_crops_table_resume_and_guard(tmp_path, expo
     assert len(md) == 4 and "Avg. ↑" in md[0]
     assert md[0] in stdout
 
-    # --amp auto: bf16 autocast on a CPU with native bf16 (this project's machines), else fp32
-    stored = json.loads((out / "fold_results.json").read_text())["methods"]["random"]["folds"]
-    assert {f["amp"] for f in stored.values()} == {"bfloat16" if cpu_has_native_bf16() else "off"}
+    _assert_auto_amp(out)
 
     results = json.loads((out / "results.json").read_text())
     assert results["k"] == 3 and results["class_counts"] == [12] * 5
@@ -208,9 +213,7 @@ def test_torchrun_two_processes_cpu(tmp_path, capsys):
            "--embed-dim", "64", "--depth", "2", "--num-heads", "2", "--workers", "0", "--quiet"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # --amp auto: bf16 autocast on a CPU with native bf16 (this project's machines), else fp32
-    stored = json.loads((out / "fold_results.json").read_text())["methods"]["random"]["folds"]
-    assert {f["amp"] for f in stored.values()} == {"bfloat16" if cpu_has_native_bf16() else "off"}
+    _assert_auto_amp(out)
 
     results = json.loads((out / "results.json").read_text())
     folds = results["methods"][0]["folds"]
