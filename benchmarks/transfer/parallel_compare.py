@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from dama_det.errors import DamaUserError
 from dama_det.pipeline.compare import Comparison
 from dama_det.pipeline.compare_results import fraction_tag
 from dama_det.pipeline.run_spec import RunSpec, load_run_spec
@@ -206,4 +207,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DamaUserError as exc:  # a bad description or data: one line, as dama-det prints it
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
