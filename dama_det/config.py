@@ -80,6 +80,7 @@ def add_dama_config(cfg: CN) -> CN:
     v.OUT_CHANNELS = 256  # channels of every pyramid level
     v.SCALE_FACTORS = [4.0, 2.0, 1.0, 0.5]  # pyramid scales of the stride-16 map -> p2..p5
     v.FPN_NORM = "LN"  # norm in the simple feature pyramid ("LN", "GN", "" ...)
+    v.DETAIL_STEM_CHANNELS = 0  # > 0: a conv stem of this width adds image features to p2 (pixel_stem.py); 0 = off
     v.SQUARE_PAD = 0  # if > 0, pad every input to this square size (ViTDet uses 1024)
     v.LAYER_DECAY = 0.7  # layer-wise lr decay (get_vit_lr_decay_rate); 1.0 disables
 

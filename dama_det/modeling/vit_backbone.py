@@ -19,6 +19,7 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from ..encoder_export.format import load_encoder_export
 from ..errors import DamaUserError
 from .encoder_weights import load_encoder_into_vit
+from .pixel_stem import PixelDetailStem
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,28 @@ class DamaFeaturePyramid(SimpleFeaturePyramid):
     and right to that size, as Detectron2's ``ImageList`` pads a batch; the image sizes
     the detector clips its boxes to stay the true ones, so the predictions cover the
     original pixels only. Larger inputs are unchanged.
+
+    With :meth:`add_detail_stem`, a :class:`PixelDetailStem` computed from the same
+    (padded) image is added to the finest level.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.detail_stem: PixelDetailStem | None = None
+
+    @property
+    def finest_level(self) -> str:
+        """Name of the highest-resolution output level (``"p2"`` for the default scales)."""
+        return self._out_features[0]
+
+    def add_detail_stem(self, in_chans: int, channels: int, norm: str) -> None:
+        """Attach a :class:`PixelDetailStem` of ``channels`` width whose output is added to
+        :attr:`finest_level` (it starts at zero, so the pyramid's output is unchanged)."""
+        level = self.finest_level
+        self.detail_stem = PixelDetailStem(
+            in_chans, channels, self._out_feature_channels[level],
+            stride=self._out_feature_strides[level], norm=norm,
+        )
 
     @property
     def min_input_size(self) -> int:
@@ -77,7 +99,12 @@ class DamaFeaturePyramid(SimpleFeaturePyramid):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The pyramid of ``x`` ``(N, C, H, W)``, padded first if H or W is too small."""
-        return super().forward(self.encoder_input(x))
+        x = self.encoder_input(x)
+        out = super().forward(x)
+        if self.detail_stem is not None:
+            level = out[self.finest_level]
+            out[self.finest_level] = level + self.detail_stem(x, tuple(level.shape[-2:]))
+        return out
 
 
 def build_dama_vit(cfg: CfgNode, in_chans: int) -> ViT:
@@ -131,7 +158,8 @@ def build_dama_vit(cfg: CfgNode, in_chans: int) -> ViT:
 @BACKBONE_REGISTRY.register()
 def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleFeaturePyramid:
     """ViT + simple feature pyramid (p2..p5 from scales 4, 2, 1, 0.5; p6 by max-pool),
-    padding inputs smaller than its coarsest stride (:class:`DamaFeaturePyramid`).
+    padding inputs smaller than its coarsest stride (:class:`DamaFeaturePyramid`), with a
+    pixel-detail stem added to p2 when ``MODEL.DAMA_VIT.DETAIL_STEM_CHANNELS > 0``.
 
     Select with ``MODEL.BACKBONE.NAME: build_dama_vit_fpn_backbone``. The input
     channel count comes from ``input_shape.channels`` (= ``len(MODEL.PIXEL_MEAN)``).
@@ -162,4 +190,13 @@ def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleF
     )
     # LastLevelMaxPool reads the coarsest pyramid level (p5 for the default scales).
     backbone.top_block.in_feature = backbone._out_features[len(scale_factors) - 1]
+    if v.DETAIL_STEM_CHANNELS > 0:
+        stride = backbone._out_feature_strides[backbone.finest_level]
+        if stride < 2 or stride & (stride - 1):
+            raise DamaUserError(
+                f"MODEL.DAMA_VIT.DETAIL_STEM_CHANNELS needs the finest pyramid level at a "
+                f"power-of-two stride >= 2; PATCH_SIZE={v.PATCH_SIZE} and SCALE_FACTORS="
+                f"{list(v.SCALE_FACTORS)} give {stride}"
+            )
+        backbone.add_detail_stem(input_shape.channels, v.DETAIL_STEM_CHANNELS, v.FPN_NORM)
     return backbone
