@@ -50,9 +50,10 @@ def evaluate(gt_dir: Path, pred_dir: Path) -> dict:
             raise SystemExit(f"{pred_path}: missing (every ground-truth image needs one)")
         iou, area_p, area_g = label_iou(tifffile.imread(gt_path), tifffile.imread(pred_path))
         n_pred, n_gt = n_pred + len(area_p), n_gt + len(area_g)
-        for t in THRESHOLDS:
-            tp[t] += len(match_instances(iou, t)[0])
-        pi, gi = match_instances(iou, 0.5)
+        matches = {t: match_instances(iou, t) for t in THRESHOLDS}
+        for t, (pi, _) in matches.items():
+            tp[t] += len(pi)
+        pi, gi = matches[0.5]  # the records: every nucleus matched at IoU >= 0.5
         matched = np.zeros(len(area_g))
         matched[gi] = iou[pi, gi]
         best_iou.append(matched)

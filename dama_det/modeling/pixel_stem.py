@@ -9,8 +9,6 @@ the function it computes without it until training moves that convolution.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from detectron2.layers import Conv2d, get_norm
 from torch import nn
@@ -36,9 +34,9 @@ class PixelDetailStem(nn.Module):
     def __init__(self, in_chans: int, channels: int, out_channels: int, stride: int,
                  norm: str = "LN") -> None:
         super().__init__()
-        steps = round(math.log2(stride)) if stride >= 2 else 0
-        if steps < 1 or 2 ** steps != stride:
+        if stride < 2 or stride & (stride - 1):
             raise ValueError(f"the stem's stride must be a power of two >= 2, got {stride}")
+        steps = stride.bit_length() - 1  # stride = 2 ** steps
         if channels < 1:
             raise ValueError(f"the stem needs at least one channel, got {channels}")
         self.stride = stride

@@ -191,12 +191,13 @@ def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleF
     # LastLevelMaxPool reads the coarsest pyramid level (p5 for the default scales).
     backbone.top_block.in_feature = backbone._out_features[len(scale_factors) - 1]
     if v.DETAIL_STEM_CHANNELS > 0:
-        stride = backbone._out_feature_strides[backbone.finest_level]
-        if stride < 2 or stride & (stride - 1):
+        try:
+            backbone.add_detail_stem(input_shape.channels, v.DETAIL_STEM_CHANNELS, v.FPN_NORM)
+        except ValueError as exc:  # the stem's stride check, told in config keys
+            stride = backbone._out_feature_strides[backbone.finest_level]
             raise DamaUserError(
                 f"MODEL.DAMA_VIT.DETAIL_STEM_CHANNELS needs the finest pyramid level at a "
                 f"power-of-two stride >= 2; PATCH_SIZE={v.PATCH_SIZE} and SCALE_FACTORS="
                 f"{list(v.SCALE_FACTORS)} give {stride}"
-            )
-        backbone.add_detail_stem(input_shape.channels, v.DETAIL_STEM_CHANNELS, v.FPN_NORM)
+            ) from exc
     return backbone

@@ -102,10 +102,15 @@ class Comparison:
                     lambda: write_label_subset(train, fraction, seed, subset))
         return subset
 
+    def _run_dir(self, m: MethodSpec, seed: int) -> Path:
+        """The folder of ``m``'s pretraining, export, probes, detectors and predictions
+        on ``seed``."""
+        return self.out / "runs" / m.name / f"seed{seed}"
+
     def pretrained_encoder(self, m: MethodSpec, seed: int, crops: Path,
                            channels: int) -> Path | None:
         """Pretrain and export (methods ``init`` and pretraining); the encoder to load."""
-        run = self.out / "runs" / m.name / f"seed{seed}"
+        run = self._run_dir(m, seed)
         tag = f"{m.name} seed {seed}"
         encoder: Path | None = m.weights
         if m.kind in ("pretrain", "init"):
@@ -137,7 +142,7 @@ class Comparison:
         p = self.spec.probe
         if p is None or encoder is None:
             return None
-        out = self.out / "runs" / m.name / f"seed{seed}" / f"probe_{p['task']}.json"
+        out = self._run_dir(m, seed) / f"probe_{p['task']}.json"
         self._stage(f"{m.name} seed {seed}: {p['task']} probe of the frozen encoder", [out],
                     lambda: steps.probe(encoder, out, task=p["task"], data=p.get("data", crops),
                                         seed=seed, device=self.device,
@@ -150,8 +155,7 @@ class Comparison:
         (``classical``: one file for every seed and fraction)."""
         if m.kind == "classical":
             return self.out / "runs" / m.name / "predictions" / "predictions.json"
-        return (self.out / "runs" / m.name / f"seed{seed}"
-                / f"predictions{fraction_tag(fraction)}" / "predictions.json")
+        return self._run_dir(m, seed) / f"predictions{fraction_tag(fraction)}" / "predictions.json"
 
     def run_method(self, m: MethodSpec, seed: int, fraction: float, train: Path, val: Path,
                    encoder: Path | None) -> Path:
@@ -163,7 +167,7 @@ class Comparison:
                         lambda: steps.classical(val, preds.parent, log=self.log))
             return preds
         tag = f"{m.name} seed {seed}" + (f" {100 * fraction:g} % labels" if fraction < 1 else "")
-        detector = self.out / "runs" / m.name / f"seed{seed}" / f"detector{fraction_tag(fraction)}"
+        detector = self._run_dir(m, seed) / f"detector{fraction_tag(fraction)}"
         predictions = preds.parent
         det = self.spec.detection
         self._stage(f"{tag}: train Mask R-CNN", [detector / "model_final.pth"],
