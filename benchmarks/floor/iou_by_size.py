@@ -44,7 +44,10 @@ def evaluate(gt_dir: Path, pred_dir: Path) -> dict:
     tp = dict.fromkeys(THRESHOLDS, 0)
     n_pred = n_gt = 0
     best_iou, gt_area, ratio = [], [], []
-    for gt_path in sorted(gt_dir.glob("*_masks.tif")):
+    gt_paths = sorted(gt_dir.glob("*_masks.tif"))
+    if not gt_paths:
+        raise SystemExit(f"{gt_dir}: no <name>_masks.tif ground-truth label images")
+    for gt_path in gt_paths:
         pred_path = pred_dir / gt_path.name
         if not pred_path.exists():
             raise SystemExit(f"{pred_path}: missing (every ground-truth image needs one)")
