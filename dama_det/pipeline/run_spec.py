@@ -120,6 +120,12 @@ def _section(raw: Any, allowed: set[str], path: Path, key: str) -> dict[str, Any
             raise _fail(path, f"{key}.{k}", f"expected a {kind} integer, got {v!r}")
         if k in _LISTS and not isinstance(v, list):
             raise _fail(path, f"{key}.{k}", f"expected a list, got {v!r}")
+        if k == "args":
+            for j, arg in enumerate(v):
+                if isinstance(arg, bool):  # YAML 1.1 reads off/on/no/yes as booleans
+                    raise _fail(path, f"{key}.{k}[{j}]",
+                                f"YAML read this value as the boolean {arg}; quote it "
+                                "(e.g. \"off\") to pass it as a command-line word")
         if k == "blr" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
             raise _fail(path, f"{key}.{k}", f"expected a positive number, got {v!r}")
     return dict(raw)

@@ -241,6 +241,9 @@ methods: [random, dama]
      "pretrain.blr"),
     ("dataset: {type: synth}\ndetection: {config: x, opts: SOLVER.BASE_LR}\nmethods: [dama]\n",
      "detection.opts"),
+    # YAML 1.1 reads an unquoted off / no as False: not a command-line word
+    ("dataset: {type: synth}\npretrain: {args: [--amp, off]}\ndetection: {config: x}\n"
+     "methods: [dama]\n", "pretrain.args[1]': YAML read this value as the boolean False"),
     ("dataset: {type: synth}\ndetection: {config: x}\n"
      "methods: [{name: d, method: dama, pretrain: {epoch: 4}}]\n", "methods[0].pretrain.epoch"),
     ("dataset: {type: synth}\ndetection: {config: x}\n"
