@@ -89,6 +89,24 @@ def sincos_pos_embed(grid: tuple[int, int], dim: int) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dim), pe], dim=0).unsqueeze(0)
 
 
+def autocast_stream(x: torch.Tensor) -> torch.Tensor:
+    """The token stream ``x`` ``(N, T, D)`` in autocast's dtype while autocast is on for
+    its device, else unchanged.
+
+    Autocast runs the matmuls in bf16 but leaves everything else in its input's dtype; a
+    residual stream started in fp32 (patch embedding + fp32 position embedding) therefore
+    stays fp32, so every linear layer casts its LayerNorm input down and every residual add
+    casts the branch back up. Starting the stream in bf16 removes those casts and runs
+    LayerNorm and GELU in bf16: a ViT-tiny DAMA step on a bf16 CPU spends half as long in
+    ``aten::copy_`` (BENCHMARKS.md, "Pretraining step profile"). Parameters stay fp32
+    (autocast casts the weights per step) and the losses are computed in fp32.
+    """
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        return x.to(torch.get_autocast_dtype(device_type))
+    return x
+
+
 def block_forward_with_ffn(block: Block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a timm ``Block`` and also return its feed-forward output.
 
@@ -184,7 +202,7 @@ class MaskedAutoencoderViT(nn.Module):
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
         x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
+        x = autocast_stream(torch.cat([cls, x], dim=1))
         ffn_outputs: list[torch.Tensor] = []
         first_tapped = len(self.blocks) - ffn_last
         for i, blk in enumerate(self.blocks):
@@ -209,7 +227,7 @@ class MaskedAutoencoderViT(nn.Module):
         n, _, dd = x.shape
         tokens = self.mask_token.to(x.dtype).expand(n, self.num_patches, dd)
         tokens = tokens.scatter(1, ids_keep.unsqueeze(-1).expand(-1, -1, dd), x[:, 1:])
-        x = torch.cat([x[:, :1], tokens], dim=1) + self.decoder_pos_embed
+        x = autocast_stream(torch.cat([x[:, :1], tokens], dim=1) + self.decoder_pos_embed)
         for blk in self.decoder_blocks:
             x = blk(x)
         return self.decoder_pred(self.decoder_norm(x))[:, 1:]
