@@ -89,6 +89,7 @@ def main(args: TrainOptions) -> OrderedDict | dict | None:
         results = DamaTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
+        _leave_process_group()
         return results
     trainer = DamaTrainer(cfg)
     resume = args.resume and trainer.checkpointer.has_checkpoint()
@@ -104,7 +105,24 @@ def main(args: TrainOptions) -> OrderedDict | dict | None:
         load_checkpoint_strict(trainer.checkpointer.model, cfg.MODEL.WEIGHTS, flag="--checkpoint")
     results = trainer.train() or getattr(trainer, "_last_eval_results", None)
     _ensure_final_checkpoint(trainer)
+    _leave_process_group()
     return results
+
+
+def _leave_process_group() -> None:
+    """After a finished run of several workers: wait for all, then leave the process group.
+
+    Detectron2's ``launch`` returns from a worker without destroying its group; a worker
+    that exits while another still writes its final checkpoint can then abort in the
+    group's C++ teardown ("terminate called without an active exception", seen once in
+    the two-process CPU test), which fails the whole run.
+    """
+    import torch.distributed as dist
+    from detectron2.utils import comm
+
+    if dist.is_available() and dist.is_initialized() and comm.get_world_size() > 1:
+        comm.synchronize()
+        dist.destroy_process_group()
 
 
 def _ensure_final_checkpoint(trainer) -> None:
