@@ -4,9 +4,9 @@ Part 1 (``torch.profiler``): one DAMA step (forward + backward + optimizer) of t
 ``--size`` ViT at batch ``--batch``, 128 x 128 x 7, in bf16 as it was (plain autocast,
 PyTorch's flash attention kernel, loop AdamW) and as the product runs it now
 (``autocast_context``, timm's explicit attention, fused AdamW, the token stream in
-bf16), profiled after warm-up; the
-tables list the ops with the most self CPU time and the share of the step spent in
-matmul-type ops (``aten::mm``/``bmm``/``addmm``/``_scaled_dot_product*``/ convolution).
+bf16), profiled after warm-up; the tables list the ops with the most self CPU time and the
+share of the step spent in matmul-type ops (``aten::mm``/``bmm``/``addmm``/
+``_scaled_dot_product*``/ convolution).
 
 Part 2: the step timed in every configuration of :data:`CONFIGS` (fp32 / bf16, loop /
 fused AdamW, flash / math / explicit attention) in the same process, the configurations taking

@@ -33,6 +33,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from ..utils.device import active_autocast_dtype
+
 logger = logging.getLogger(__name__)
 
 EncoderOutput = dict[str, torch.Tensor]  # what a ViT encoder returns: {"last_feat": (N, D, h, w)}
@@ -102,8 +104,7 @@ class EncoderBatcher:
 
     def _key(self, x: torch.Tensor) -> tuple:
         return (tuple(x.shape), x.dtype, str(x.device), torch.get_num_threads(),
-                torch.get_autocast_dtype(x.device.type)
-                if torch.is_autocast_enabled(x.device.type) else None)
+                active_autocast_dtype(x.device.type))
 
     def encode(self, inputs: Sequence[dict[str, Any]]) -> tuple[torch.Tensor, list[EncoderOutput]]:
         """Encoder input and per-window encoder outputs of same-size windows.

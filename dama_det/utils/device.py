@@ -89,6 +89,14 @@ def resolve_amp_dtype(amp: str, device: torch.device, *,
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
+def active_autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast computes in on ``device_type`` ("cpu", "cuda") at this point of
+    the program, or None when autocast is off there."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
 def autocast_context(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
     """``torch.autocast`` for ``device`` with ``dtype``, or a no-op when dtype is None.
 

@@ -134,3 +134,14 @@ def test_explicit_attention_computes_the_same_function_with_bf16_matmuls():
     assert err < 0.02
     low.float().sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_active_autocast_dtype_follows_the_context():
+    from dama_det.utils.device import active_autocast_dtype
+
+    assert active_autocast_dtype("cpu") is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert active_autocast_dtype("cpu") == torch.bfloat16
+        with torch.autocast("cpu", enabled=False):
+            assert active_autocast_dtype("cpu") is None
+    assert active_autocast_dtype("cpu") is None
