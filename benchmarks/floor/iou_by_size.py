@@ -6,8 +6,9 @@ GT_DIR holds ``<name>_masks.tif`` ground-truth label images; each PRED_DIR the
 ``<name>_masks.tif`` label images that ``dama-det predict`` (use ``--score-thresh 0.5``) or
 ``dama-det classical`` wrote for the same names. Prints, per method, TP/(TP+FP+FN) pooled
 over the images at IoU 0.5 / 0.7 / 0.8 / 0.9 (one-to-one matching, as ``dama-det eval``),
-and per ground-truth area range the share of nuclei matched at IoU >= 0.9 and the median
-predicted / true area of the nuclei matched at IoU >= 0.5.
+and per ground-truth area range the share of nuclei matched at IoU >= 0.5, 0.8 and 0.9, and,
+over the nuclei matched at IoU >= 0.5, the median predicted / true area and the median
+distance between the predicted and the true centroid (px).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from scipy import ndimage as ndi
 
 from dama_det.evaluation.cell_metrics import match_instances
 
@@ -39,11 +41,18 @@ def label_iou(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return inter / np.maximum(union, 1), area_p, area_g
 
 
+def centroids(labels: np.ndarray) -> np.ndarray:
+    """Centroids ``(K, 2)`` (row, col) of the instances of a label image, in id order."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0] if labels.min() == 0 else ids
+    return np.array(ndi.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
+
+
 def evaluate(gt_dir: Path, pred_dir: Path) -> dict:
     """Pooled counts per IoU threshold and per-nucleus records of one method."""
     tp = dict.fromkeys(THRESHOLDS, 0)
     n_pred = n_gt = 0
-    best_iou, gt_area, ratio = [], [], []
+    best_iou, gt_area, ratio, offset = [], [], [], []
     gt_paths = sorted(gt_dir.glob("*_masks.tif"))
     if not gt_paths:
         raise SystemExit(f"{gt_dir}: no <name>_masks.tif ground-truth label images")
@@ -51,7 +60,8 @@ def evaluate(gt_dir: Path, pred_dir: Path) -> dict:
         pred_path = pred_dir / gt_path.name
         if not pred_path.exists():
             raise SystemExit(f"{pred_path}: missing (every ground-truth image needs one)")
-        iou, area_p, area_g = label_iou(tifffile.imread(gt_path), tifffile.imread(pred_path))
+        gt, pred = tifffile.imread(gt_path), tifffile.imread(pred_path)
+        iou, area_p, area_g = label_iou(gt, pred)
         n_pred, n_gt = n_pred + len(area_p), n_gt + len(area_g)
         matches = {t: match_instances(iou, t) for t in THRESHOLDS}
         for t, (pi, _) in matches.items():
@@ -64,8 +74,13 @@ def evaluate(gt_dir: Path, pred_dir: Path) -> dict:
         r = np.full(len(area_g), np.nan)
         r[gi] = area_p[pi] / area_g[gi]
         ratio.append(r)
+        d = np.full(len(area_g), np.nan)
+        if len(gi):
+            d[gi] = np.linalg.norm(centroids(pred)[pi] - centroids(gt)[gi], axis=1)
+        offset.append(d)
     return {"tp": tp, "n_pred": n_pred, "n_gt": n_gt, "iou": np.concatenate(best_iou),
-            "area": np.concatenate(gt_area), "ratio": np.concatenate(ratio)}
+            "area": np.concatenate(gt_area), "ratio": np.concatenate(ratio),
+            "offset": np.concatenate(offset)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,15 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         scores = [r["tp"][t] / (r["n_pred"] + r["n_gt"] - r["tp"][t]) for t in THRESHOLDS]
         print(f"| {name} | " + " | ".join(f"{s:.3f}" for s in scores) + " |")
         per_size.append((name, r))
-    print("\n| method | true area (px) | nuclei | matched at IoU >= 0.9 | median area ratio |")
-    print("|---|---|---|---|---|")
+    print("\n| method | true area (px) | nuclei | matched at IoU >= 0.5 | >= 0.8 | >= 0.9 "
+          "| median area ratio | median centroid offset (px) |")
+    print("|---" * 8 + "|")
     for name, r in per_size:
         for lo, hi in zip(AREA_BINS[:-1], AREA_BINS[1:]):
             m = (r["area"] >= lo) & (r["area"] < hi)
-            ratio = np.nanmedian(r["ratio"][m]) if np.isfinite(r["ratio"][m]).any() else np.nan
+            ratio, offset = (np.nanmedian(r[k][m]) if np.isfinite(r[k][m]).any() else np.nan
+                             for k in ("ratio", "offset"))
             label = f"{lo}-{hi:g}" if np.isfinite(hi) else f">= {lo}"
-            print(f"| {name} | {label} | {m.sum()} | {np.mean(r['iou'][m] >= 0.9):.3f} "
-                  f"| {ratio:.3f} |")
+            shares = " | ".join(f"{np.mean(r['iou'][m] >= t):.3f}" for t in (0.5, 0.8, 0.9))
+            print(f"| {name} | {label} | {m.sum()} | {shares} | {ratio:.3f} | {offset:.2f} |")
     return 0
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import DefaultsHelpFormatter
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -17,7 +19,7 @@ def register(subparsers) -> None:
         "report.md. A stopped comparison continues where it stopped; a method added to the "
         "description later runs alone. The YAML keys are documented in "
         "dama_det/pipeline/run_spec.py; shipped descriptions: configs/compare/*.yaml.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     g = p.add_argument_group("run")
     g.add_argument("description", metavar="RUN.yaml", help="run description (YAML)")

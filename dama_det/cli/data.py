@@ -12,7 +12,7 @@ import argparse
 import time
 
 from ..data.options import add_crops_arguments, add_synth_arguments, add_to_coco_arguments
-from ._args import HelpFormatter
+from ._args import DefaultsHelpFormatter, HelpFormatter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "<name>_masks.tif label images (0 = background, 1..N one instance each) into a "
         "COCO instances json with compressed RLE masks. file_name entries are relative "
         "to the json's folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     add_to_coco_arguments(to_coco)
     to_coco.set_defaults(func=run_to_coco)
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write one <name>_masks.tif label image per image of a COCO "
         "instances json (later annotations win where masks overlap) and copy the images "
         "beside them, giving a cellpose-style folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     g = from_coco.add_argument_group("input")
     g.add_argument("coco_json", metavar="GT.json", help="COCO instances json")

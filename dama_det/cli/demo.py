@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import DefaultsHelpFormatter
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -12,7 +14,7 @@ def register(subparsers) -> None:
         "train Mask R-CNN from it, predict and evaluate the validation tiles, and write "
         "OUT/report.md (AP table, PR curves per IoU, error breakdown, overlays). Stages whose "
         "outputs exist are skipped (so a stopped demo continues); --force re-runs them.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     g = p.add_argument_group("run")
     g.add_argument("--out", default="outputs/demo", metavar="DIR", help="output folder")

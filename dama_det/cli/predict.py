@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ..inference.options import PredictOptions, add_predict_arguments
+from ._args import HelpFormatter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="predict cell masks: label TIFFs, COCO results json, PNG overlays",
         description=__doc__.split("\n\n", 1)[1].replace("``", "'"),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_predict_arguments(p)
     p.set_defaults(func=run)
