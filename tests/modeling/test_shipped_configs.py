@@ -3,6 +3,7 @@ pyramid has the strides its anchors and RoI heads expect (p2..p6 = 4..64, or p2.
 the 8-px-patch config), with one anchor size per RPN level."""
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,21 @@ def test_cpu_config_prediction_windows(path):
     assert tile == expected
     assert tile % cfg.MODEL.DAMA_VIT.PATCH_SIZE == 0
     check_tiling(tile, tile // 4)  # the default overlap is valid
+
+
+@pytest.mark.parametrize("name, max_iter", [
+    ("mask_rcnn_dama_vit_demo_cpu_dsb2018.yaml", 1800),     # E15
+    ("mask_rcnn_dama_vit_demo_cpu_p8_dsb2018.yaml", 3600),  # F10
+])
+def test_dsb2018_cpu_configs_train_the_measured_schedule(name, max_iter):
+    """`dama-det train` with a DSB2018 CPU config runs the schedule BENCHMARKS.md measured
+    through `dama-det compare` (same length, same lr drops, checkpoints each quarter)."""
+    from dama_det.pipeline.stages import iteration_schedule_opts
+
+    cfg = _cfg(CONFIGS / "quick_schedules" / name)
+    opts = dict(zip(*[iter(iteration_schedule_opts(max_iter))] * 2))
+    assert cfg.SOLVER.MAX_ITER == max_iter
+    assert tuple(cfg.SOLVER.STEPS) == ast.literal_eval(opts["SOLVER.STEPS"])
+    assert cfg.SOLVER.CHECKPOINT_PERIOD == int(opts["SOLVER.CHECKPOINT_PERIOD"])
+    assert cfg.SOLVER.WARMUP_ITERS == int(opts["SOLVER.WARMUP_ITERS"])
+    assert cfg.INPUT.LSJ.MODE == "native"
