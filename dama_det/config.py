@@ -97,7 +97,8 @@ def add_dama_config(cfg: CN) -> CN:
     cfg.SOLVER.OPTIMIZER = "AdamW"  # "AdamW" (ViTDet) or "SGD"
     cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW betas
     cfg.SOLVER.EPOCHS = 0  # if > 0: MAX_ITER = EPOCHS * train images / IMS_PER_BATCH (rounded up)
-    cfg.SOLVER.STEP_FRACTIONS = (0.889, 0.963)  # with EPOCHS: lr steps as fractions of MAX_ITER
+    cfg.SOLVER.STEP_FRACTIONS = (0.889, 0.963)  # with EPOCHS (or STEPS_FROM_FRACTIONS): lr steps as fractions of MAX_ITER
+    cfg.SOLVER.STEPS_FROM_FRACTIONS = False  # with EPOCHS 0: STEPS = STEP_FRACTIONS x MAX_ITER, so a new MAX_ITER keeps its lr drops (STEPS is replaced)
     cfg.SOLVER.AMP.DTYPE = "auto"  # CUDA autocast dtype: "auto" (bf16 if supported), "bf16", "fp16"
     cfg.SOLVER.AMP.CPU_BF16 = False  # bf16 autocast when training on CPU (AVX512-BF16/AMX CPUs)
 

@@ -20,6 +20,7 @@ _LAZY = {
     "run_training": "launch",
     "main": "launch",
     "apply_epoch_schedule": "setup",
+    "apply_step_fractions": "setup",
     "fit_schedule": "setup",
     "build_cfg": "setup",
     "setup": "setup",

@@ -145,6 +145,28 @@ def apply_epoch_schedule(cfg: CfgNode) -> None:
     )
 
 
+def apply_step_fractions(cfg: CfgNode) -> None:
+    """With ``SOLVER.STEPS_FROM_FRACTIONS`` (and ``SOLVER.EPOCHS`` 0): set ``SOLVER.STEPS``
+    to ``SOLVER.STEP_FRACTIONS`` of ``SOLVER.MAX_ITER``, so that an iteration config
+    overridden with a new ``MAX_ITER`` alone keeps its lr drops at the same fractions
+    (with fixed ``STEPS`` beyond the new length, :func:`fit_schedule` would drop them).
+
+    Raises:
+        DamaUserError: a fraction outside (0, 1).
+    """
+    if not cfg.SOLVER.STEPS_FROM_FRACTIONS or float(cfg.SOLVER.EPOCHS) > 0:
+        return
+    fractions = tuple(float(f) for f in cfg.SOLVER.STEP_FRACTIONS)
+    bad = [f for f in fractions if not 0.0 < f < 1.0]
+    if bad:
+        raise DamaUserError(f"SOLVER.STEP_FRACTIONS must lie in (0, 1), got {fractions}")
+    steps = tuple(int(f * int(cfg.SOLVER.MAX_ITER)) for f in fractions)
+    if steps != tuple(cfg.SOLVER.STEPS):
+        logger.info("SOLVER.STEPS %s -> %s: SOLVER.STEP_FRACTIONS %s of MAX_ITER=%d",
+                    tuple(cfg.SOLVER.STEPS), steps, fractions, int(cfg.SOLVER.MAX_ITER))
+    cfg.SOLVER.STEPS = steps
+
+
 def fit_schedule(cfg: CfgNode) -> None:
     """Make the iteration schedule valid for any ``SOLVER.MAX_ITER >= 1``.
 
@@ -251,6 +273,7 @@ def setup(args: TrainOptions | argparse.Namespace) -> CfgNode:
     setup_dama_logger(cfg.OUTPUT_DIR)
     register_datasets_from_cfg(cfg)
     apply_epoch_schedule(cfg)
+    apply_step_fractions(cfg)
     fit_schedule(cfg)
     apply_pixel_stats(cfg)
     cfg.freeze()

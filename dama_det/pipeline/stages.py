@@ -80,8 +80,9 @@ def iteration_schedule_opts(max_iter: int, step_fractions: Sequence[float] = (0.
                             warmup_iters: int = 50) -> list[str]:
     """Detectron2 config overrides for a run of ``max_iter`` iterations.
 
-    Sets MAX_ITER, the lr drops at ``step_fractions`` of the run, a warm-up of at most a
-    quarter of the run, and a checkpoint every quarter (so a stopped run resumes).
+    Sets MAX_ITER, the lr drops at ``step_fractions`` of the run (as explicit STEPS, which
+    override a config's ``SOLVER.STEPS_FROM_FRACTIONS``), a warm-up of at most a quarter
+    of the run, and a checkpoint every quarter (so a stopped run resumes).
 
     Returns:
         ``["SOLVER.MAX_ITER", "1000", "SOLVER.STEPS", "(800, 950)", ...]`` (no lr drop
@@ -91,6 +92,7 @@ def iteration_schedule_opts(max_iter: int, step_fractions: Sequence[float] = (0.
         raise DamaUserError(f"the detector needs at least 1 iteration, got {max_iter}")
     steps = tuple(sorted({int(f * max_iter) for f in step_fractions} - {0, max_iter}))
     return ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", str(steps),
+            "SOLVER.STEPS_FROM_FRACTIONS", "False",
             "SOLVER.WARMUP_ITERS", str(min(warmup_iters, max(1, max_iter // 4))),
             "SOLVER.CHECKPOINT_PERIOD", str(max(1, max_iter // 4))]
 

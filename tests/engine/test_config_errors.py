@@ -10,7 +10,7 @@ import pytest
 from dama_det import get_dama_cfg
 from dama_det.cli import main
 from dama_det.engine import QUICK_CONFIG, find_config_file
-from dama_det.engine.setup import fit_schedule
+from dama_det.engine.setup import apply_step_fractions, fit_schedule
 from dama_det.errors import DamaUserError
 from tests.helpers.disk_coco import make_disk_coco
 
@@ -107,6 +107,46 @@ def test_fit_schedule_keeps_the_steps_inside_the_run(max_iter, steps, expected):
     cfg.SOLVER.MAX_ITER = 0
     with pytest.raises(DamaUserError, match="SOLVER.MAX_ITER must be >= 1"):
         fit_schedule(cfg)
+
+
+@pytest.mark.parametrize("epochs, from_fractions, fractions, expected", [
+    (0, True, (0.8, 0.95), (800, 950)),
+    (0, True, (0.5,), (500,)),
+    (0, False, (0.8, 0.95), (1, 2)),   # off: the config's STEPS stand
+    (2, True, (0.8, 0.95), (1, 2)),    # an epoch schedule sets them itself
+])
+def test_step_fractions_place_the_lr_drops_in_any_length(epochs, from_fractions, fractions,
+                                                         expected):
+    cfg = get_dama_cfg()
+    cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS, cfg.SOLVER.EPOCHS = 1000, (1, 2), epochs
+    cfg.SOLVER.STEPS_FROM_FRACTIONS, cfg.SOLVER.STEP_FRACTIONS = from_fractions, fractions
+    apply_step_fractions(cfg)
+    assert tuple(cfg.SOLVER.STEPS) == expected
+
+
+@pytest.mark.parametrize("fractions", [(0.8, 1.0), (0.0,), (-0.2,)])
+def test_step_fractions_outside_the_run_are_a_user_error(fractions):
+    cfg = get_dama_cfg()
+    cfg.SOLVER.EPOCHS, cfg.SOLVER.STEPS_FROM_FRACTIONS = 0, True
+    cfg.SOLVER.STEP_FRACTIONS = fractions
+    with pytest.raises(DamaUserError, match=r"SOLVER.STEP_FRACTIONS must lie in \(0, 1\)"):
+        apply_step_fractions(cfg)
+
+
+def test_train_saves_the_steps_placed_by_fractions(tmp_path, capsys):
+    """`dama-det train` resolves `SOLVER.STEPS_FROM_FRACTIONS` before training and saves
+    the resolved lr drops in the run's config.yaml."""
+    data = make_disk_coco(tmp_path / "data", "train", n_images=1)
+    out = tmp_path / "run"
+    rc = main(["train", "--config-file", QUICK_CONFIG, "--output-dir", str(out),
+               "--train-json", str(data), "--val-json", str(data), "--device", "cpu",
+               "SOLVER.EPOCHS", "0", "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(100,)",
+               "SOLVER.STEPS_FROM_FRACTIONS", "True", "SOLVER.STEP_FRACTIONS", "(0.5,)",
+               "TEST.EVAL_PERIOD", "0"])
+    assert rc == 0, capsys.readouterr().err
+    saved = get_dama_cfg()
+    saved.merge_from_file(str(out / "config.yaml"))
+    assert tuple(saved.SOLVER.STEPS) == (2,) and saved.SOLVER.MAX_ITER == 4
 
 
 @pytest.mark.parametrize("iters", [1, 3])

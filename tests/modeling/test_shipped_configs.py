@@ -80,12 +80,36 @@ def test_cpu_config_prediction_windows(path):
 def test_dsb2018_cpu_configs_train_the_measured_schedule(name, max_iter):
     """`dama-det train` with a DSB2018 CPU config runs the schedule BENCHMARKS.md measured
     through `dama-det compare` (same length, same lr drops, checkpoints each quarter)."""
+    from dama_det.engine.setup import apply_step_fractions
     from dama_det.pipeline.stages import iteration_schedule_opts
 
     cfg = _cfg(CONFIGS / "quick_schedules" / name)
+    apply_step_fractions(cfg)  # as `dama-det train`'s setup
     opts = dict(zip(*[iter(iteration_schedule_opts(max_iter))] * 2))
     assert cfg.SOLVER.MAX_ITER == max_iter
     assert tuple(cfg.SOLVER.STEPS) == ast.literal_eval(opts["SOLVER.STEPS"])
     assert cfg.SOLVER.CHECKPOINT_PERIOD == int(opts["SOLVER.CHECKPOINT_PERIOD"])
     assert cfg.SOLVER.WARMUP_ITERS == int(opts["SOLVER.WARMUP_ITERS"])
     assert cfg.INPUT.LSJ.MODE == "native"
+
+
+@pytest.mark.parametrize("name", ["mask_rcnn_dama_vit_demo_cpu.yaml",
+                                  "mask_rcnn_dama_vit_demo_cpu_dsb2018.yaml",
+                                  "mask_rcnn_dama_vit_demo_cpu_p8_dsb2018.yaml"])
+def test_cpu_configs_keep_their_lr_drops_for_a_new_length(name):
+    """`SOLVER.MAX_ITER 1000` alone on a CPU demo config moves its lr drops to 80 % and
+    95 % of the new length (fixed steps of the longer schedule would be dropped), while
+    compare's schedule options still set the steps themselves."""
+    from dama_det.engine.setup import apply_step_fractions, fit_schedule
+    from dama_det.pipeline.stages import iteration_schedule_opts
+
+    cfg = _cfg(CONFIGS / "quick_schedules" / name)
+    cfg.merge_from_list(["SOLVER.MAX_ITER", "1000"])
+    apply_step_fractions(cfg)
+    fit_schedule(cfg)
+    assert tuple(cfg.SOLVER.STEPS) == (800, 950)
+
+    cfg = _cfg(CONFIGS / "quick_schedules" / name)
+    cfg.merge_from_list(["SOLVER.STEP_FRACTIONS", "(0.5,)", *iteration_schedule_opts(100)])
+    apply_step_fractions(cfg)
+    assert tuple(cfg.SOLVER.STEPS) == (80, 95)

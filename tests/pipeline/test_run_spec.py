@@ -129,14 +129,14 @@ probe: {task: celltype}
 
 
 def test_iteration_schedule_for_any_length():
-    from detectron2.config import get_cfg
-
+    from dama_det import get_dama_cfg
     from dama_det.pipeline.stages import iteration_schedule_opts
 
     for iters, steps in ((1, ()), (3, (2,)), (1000, (800, 950))):
-        cfg = get_cfg()
+        cfg = get_dama_cfg()
         cfg.merge_from_list(iteration_schedule_opts(iters))  # a valid detectron2 schedule
         assert cfg.SOLVER.MAX_ITER == iters and tuple(cfg.SOLVER.STEPS) == steps
+        assert cfg.SOLVER.STEPS_FROM_FRACTIONS is False  # the explicit steps stand
         assert 1 <= cfg.SOLVER.WARMUP_ITERS <= max(1, iters // 4)
     with pytest.raises(DamaUserError, match="at least 1 iteration"):
         iteration_schedule_opts(0)
