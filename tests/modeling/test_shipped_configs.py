@@ -113,3 +113,35 @@ def test_cpu_configs_keep_their_lr_drops_for_a_new_length(name):
     cfg.merge_from_list(["SOLVER.STEP_FRACTIONS", "(0.5,)", *iteration_schedule_opts(100)])
     apply_step_fractions(cfg)
     assert tuple(cfg.SOLVER.STEPS) == (80, 95)
+
+
+def test_p8_dsb2018_config_trains_cascade_mask_rcnn():
+    """The 8-px DSB2018 config is a Cascade Mask R-CNN (floor study F12): three box stages
+    at IoU 0.5 / 0.6 / 0.7 with one class-agnostic box each, whose training step returns
+    finite losses for every stage and the mask head."""
+    from detectron2.modeling import build_model
+    from detectron2.modeling.roi_heads import CascadeROIHeads
+    from detectron2.structures import BitMasks, Boxes, Instances
+    from detectron2.utils.events import EventStorage
+
+    cfg = _cfg(CONFIGS / "quick_schedules" / "mask_rcnn_dama_vit_demo_cpu_p8_dsb2018.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    heads = model.roi_heads
+    assert isinstance(heads, CascadeROIHeads) and heads.num_cascade_stages == 3
+    assert [m.thresholds[1] for m in heads.proposal_matchers] == [0.5, 0.6, 0.7]
+    assert all(p.bbox_pred.out_features == 4 for p in heads.box_predictor)  # class-agnostic
+
+    size = 128
+    target = Instances((size, size))
+    target.gt_boxes = Boxes(torch.tensor([[30.0, 40.0, 52.0, 60.0], [80.0, 20.0, 96.0, 34.0]]))
+    target.gt_classes = torch.zeros(2, dtype=torch.int64)
+    masks = torch.zeros(2, size, size, dtype=torch.bool)
+    masks[0, 40:60, 30:52] = masks[1, 20:34, 80:96] = True
+    target.gt_masks = BitMasks(masks)
+    model.train()
+    with EventStorage():
+        losses = model([{"image": torch.rand(1, size, size) * 255, "instances": target}])
+    assert {f"loss_cls_stage{i}" for i in range(3)} | {"loss_mask"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
