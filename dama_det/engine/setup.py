@@ -132,7 +132,7 @@ def apply_epoch_schedule(cfg: CfgNode) -> None:
     per_epoch = max(1, math.ceil(n_images / cfg.SOLVER.IMS_PER_BATCH))
     max_iter = max(1, int(round(epochs * per_epoch)))
     cfg.SOLVER.MAX_ITER = max_iter
-    cfg.SOLVER.STEPS = tuple(int(f * max_iter) for f in cfg.SOLVER.STEP_FRACTIONS)
+    cfg.SOLVER.STEPS = _steps_at_fractions(cfg)
     cfg.SOLVER.WARMUP_ITERS = min(cfg.SOLVER.WARMUP_ITERS, max_iter // 4)
     fit_schedule(cfg)
     if cfg.TEST.EVAL_EPOCHS > 0:
@@ -157,14 +157,20 @@ def apply_step_fractions(cfg: CfgNode) -> None:
     if not cfg.SOLVER.STEPS_FROM_FRACTIONS or float(cfg.SOLVER.EPOCHS) > 0:
         return
     fractions = tuple(float(f) for f in cfg.SOLVER.STEP_FRACTIONS)
-    bad = [f for f in fractions if not 0.0 < f < 1.0]
-    if bad:
+    if any(not 0.0 < f < 1.0 for f in fractions):
         raise DamaUserError(f"SOLVER.STEP_FRACTIONS must lie in (0, 1), got {fractions}")
-    steps = tuple(int(f * int(cfg.SOLVER.MAX_ITER)) for f in fractions)
+    steps = _steps_at_fractions(cfg)
     if steps != tuple(cfg.SOLVER.STEPS):
         logger.info("SOLVER.STEPS %s -> %s: SOLVER.STEP_FRACTIONS %s of MAX_ITER=%d",
                     tuple(cfg.SOLVER.STEPS), steps, fractions, int(cfg.SOLVER.MAX_ITER))
     cfg.SOLVER.STEPS = steps
+
+
+def _steps_at_fractions(cfg: CfgNode) -> tuple[int, ...]:
+    """``SOLVER.STEP_FRACTIONS`` of ``SOLVER.MAX_ITER`` as iterations (epoch schedules and
+    ``SOLVER.STEPS_FROM_FRACTIONS`` alike)."""
+    max_iter = int(cfg.SOLVER.MAX_ITER)
+    return tuple(int(float(f) * max_iter) for f in cfg.SOLVER.STEP_FRACTIONS)
 
 
 def fit_schedule(cfg: CfgNode) -> None:
