@@ -122,6 +122,9 @@ def apply_epoch_schedule(cfg: CfgNode) -> None:
     ``TEST.EVAL_EPOCHS``) EVAL_PERIOD / CHECKPOINT_PERIOD from the training-set size.
 
     Needs the training datasets registered.
+
+    Raises:
+        DamaUserError: no training images, or a ``SOLVER.STEP_FRACTIONS`` outside (0, 1).
     """
     epochs = float(cfg.SOLVER.EPOCHS)
     if epochs <= 0:
@@ -152,25 +155,31 @@ def apply_step_fractions(cfg: CfgNode) -> None:
     (with fixed ``STEPS`` beyond the new length, :func:`fit_schedule` would drop them).
 
     Raises:
-        DamaUserError: a fraction outside (0, 1).
+        DamaUserError: a fraction outside (0, 1), as for epoch schedules.
     """
     if not cfg.SOLVER.STEPS_FROM_FRACTIONS or float(cfg.SOLVER.EPOCHS) > 0:
         return
-    fractions = tuple(float(f) for f in cfg.SOLVER.STEP_FRACTIONS)
-    if any(not 0.0 < f < 1.0 for f in fractions):
-        raise DamaUserError(f"SOLVER.STEP_FRACTIONS must lie in (0, 1), got {fractions}")
     steps = _steps_at_fractions(cfg)
     if steps != tuple(cfg.SOLVER.STEPS):
         logger.info("SOLVER.STEPS %s -> %s: SOLVER.STEP_FRACTIONS %s of MAX_ITER=%d",
-                    tuple(cfg.SOLVER.STEPS), steps, fractions, int(cfg.SOLVER.MAX_ITER))
+                    tuple(cfg.SOLVER.STEPS), steps, tuple(cfg.SOLVER.STEP_FRACTIONS),
+                    int(cfg.SOLVER.MAX_ITER))
     cfg.SOLVER.STEPS = steps
 
 
 def _steps_at_fractions(cfg: CfgNode) -> tuple[int, ...]:
     """``SOLVER.STEP_FRACTIONS`` of ``SOLVER.MAX_ITER`` as iterations (epoch schedules and
-    ``SOLVER.STEPS_FROM_FRACTIONS`` alike)."""
+    ``SOLVER.STEPS_FROM_FRACTIONS`` alike).
+
+    Raises:
+        DamaUserError: a fraction outside (0, 1) (e.g. percentages: its lr drop would
+            lie past the end of training and be silently lost).
+    """
+    fractions = tuple(float(f) for f in cfg.SOLVER.STEP_FRACTIONS)
+    if any(not 0.0 < f < 1.0 for f in fractions):
+        raise DamaUserError(f"SOLVER.STEP_FRACTIONS must lie in (0, 1), got {fractions}")
     max_iter = int(cfg.SOLVER.MAX_ITER)
-    return tuple(int(float(f) * max_iter) for f in cfg.SOLVER.STEP_FRACTIONS)
+    return tuple(int(f * max_iter) for f in fractions)
 
 
 def fit_schedule(cfg: CfgNode) -> None:

@@ -11,6 +11,7 @@ import torch
 from dama_det import get_dama_cfg
 from dama_det.engine import QUICK_CONFIG, build_argument_parser
 from dama_det.engine.launch import main
+from dama_det.errors import DamaUserError
 from tests.helpers.disk_coco import make_disk_coco
 
 # Detectron2's COCO evaluator trips a numpy-2 deprecation once per predicted mask.
@@ -71,8 +72,6 @@ def test_instant_config_trains_evaluates_resumes(tmp_path, disks):
 
 
 def test_eval_only_without_weights_is_a_user_error(tmp_path, disks):
-    from dama_det import DamaUserError
-
     with pytest.raises(DamaUserError, match="no trained weights"):
         main(parse(tmp_path / "empty", disks["train"], disks["val"], "--eval-only"))
 
@@ -118,6 +117,19 @@ def test_epoch_schedule_sets_iterations_from_dataset_size(tmp_path, disks):
     assert cfg.SOLVER.MAX_ITER == 100  # 2 images / batch 1 x 50 epochs
     assert cfg.SOLVER.STEPS == (88, 96)
     assert cfg.TEST.EVAL_PERIOD == cfg.SOLVER.CHECKPOINT_PERIOD == 20
+
+
+def test_epoch_schedule_rejects_step_fractions_past_the_end(tmp_path, disks):
+    """Percentages for fractions would put both lr drops past MAX_ITER, where they used
+    to be dropped silently: a user error naming the key."""
+    from dama_det.engine import apply_epoch_schedule, build_cfg
+    from dama_det.engine.datasets import register_datasets_from_cfg
+
+    cfg = build_cfg(parse(tmp_path, disks["train"], disks["val"], "SOLVER.EPOCHS", "50",
+                          "SOLVER.STEP_FRACTIONS", "(80, 95)"))
+    register_datasets_from_cfg(cfg)
+    with pytest.raises(DamaUserError, match=r"SOLVER.STEP_FRACTIONS must lie in \(0, 1\)"):
+        apply_epoch_schedule(cfg)
 
 
 def test_cpu_bf16_autocast_training(tmp_path, disks):
