@@ -217,9 +217,15 @@ class SpeedCase:
 
     def start_inference(self, max_dets: int | None = None) -> None:
         """Back to the initial weights, eval mode, at most ``max_dets`` detections."""
+        import torch
+
         self.model.load_state_dict(self.initial_state)
         self.model.eval()
-        self.model.roi_heads.box_predictor.test_topk_per_image = max_dets or self.max_dets
+        predictors = self.model.roi_heads.box_predictor  # one per stage in a cascade
+        if not isinstance(predictors, torch.nn.ModuleList):
+            predictors = [predictors]
+        for predictor in predictors:
+            predictor.test_topk_per_image = max_dets or self.max_dets
 
     def predict(self, i: int, key: str | None) -> None:
         """Predict input ``i % 2`` alone; record it under ``key`` (None: warm-up)."""
