@@ -119,13 +119,20 @@ def train_detector(config: str | Path, out: Path, *, train_json: Path, val_json:
     """
     from ..engine.launch import run_training
 
-    schedule = iteration_schedule_opts(int(iters)) if iters else []
     run_command(TrainOptions(
         config_file=str(config), output_dir=str(out), train_json=str(train_json),
         val_json=str(val_json), seed=seed, weights=None if weights is None else str(weights),
         overwrite=overwrite, resume=not overwrite, device=None if device == "auto" else device,
-        opts=[*schedule, *[str(o) for o in opts]]), run_training, log)
+        opts=detector_opts(iters, opts)), run_training, log)
     return Path(out) / "model_final.pth"
+
+
+def detector_opts(iters: int | None, opts: Sequence[object] = ()) -> list[str]:
+    """The config overrides :func:`train_detector` passes: the schedule for ``iters``
+    (:func:`~.stages.iteration_schedule_opts`; none for None or 0), then ``opts`` as
+    strings (a description's ``detection.opts``, which win)."""
+    schedule = iteration_schedule_opts(int(iters)) if iters else []
+    return [*schedule, *[str(o) for o in opts]]
 
 
 def predict(images: Path, weights: Path, out: Path, *, device: str = "auto",

@@ -46,20 +46,20 @@ def test_benchmark_descriptions_still_reproduce():
     with compare's schedule and the description's overrides (a renamed or removed config
     key would make the table unreproducible), and parses whole where its data exists (the
     floor study's split is made by a script, DSB2018 lives in ../shared)."""
-    from dama_det import get_dama_cfg
-    from dama_det.engine.config_files import find_config_file, merge_config_file
-    from dama_det.pipeline.stages import iteration_schedule_opts
+    from argparse import Namespace
+
+    from dama_det.engine import build_cfg
+    from dama_det.pipeline.steps import detector_opts
 
     descriptions = _benchmark_descriptions()
     assert len(descriptions) >= 30
     parsed = 0
     for path, raw in descriptions.items():
         detection = raw["detection"]
-        cfg = get_dama_cfg()
-        merge_config_file(cfg, find_config_file(detection["config"]))
         iters = detection.get("iters")
-        cfg.merge_from_list([*(iteration_schedule_opts(int(iters)) if iters else []),
-                             *[str(o) for o in detection.get("opts", [])]])
+        cfg = build_cfg(Namespace(config_file=detection["config"],
+                                  opts=detector_opts(iters, detection.get("opts", []))),
+                        resolve=False)
         assert len(cfg.MODEL.ANCHOR_GENERATOR.SIZES) == len(cfg.MODEL.RPN.IN_FEATURES), path
         if iters:
             assert cfg.SOLVER.MAX_ITER == int(iters) and not cfg.SOLVER.STEPS_FROM_FRACTIONS
