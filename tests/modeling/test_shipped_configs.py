@@ -115,16 +115,18 @@ def test_cpu_configs_keep_their_lr_drops_for_a_new_length(name):
     assert tuple(cfg.SOLVER.STEPS) == (80, 95)
 
 
-def test_p8_dsb2018_config_trains_cascade_mask_rcnn():
-    """The 8-px DSB2018 config is a Cascade Mask R-CNN (floor study F12): three box stages
-    at IoU 0.5 / 0.6 / 0.7 with one class-agnostic box each, whose training step returns
-    finite losses for every stage and the mask head."""
+@pytest.mark.parametrize("name", ["mask_rcnn_dama_vit_demo_cpu_dsb2018.yaml",       # F13
+                                  "mask_rcnn_dama_vit_demo_cpu_p8_dsb2018.yaml"])   # F12
+def test_dsb2018_configs_train_cascade_mask_rcnn(name):
+    """Both DSB2018 configs are Cascade Mask R-CNNs (floor study F12 at 8 px, F13 at 16 px):
+    three box stages at IoU 0.5 / 0.6 / 0.7 with one class-agnostic box each, whose training
+    step returns finite losses for every stage and the mask head."""
     from detectron2.modeling import build_model
     from detectron2.modeling.roi_heads import CascadeROIHeads
     from detectron2.structures import BitMasks, Boxes, Instances
     from detectron2.utils.events import EventStorage
 
-    cfg = _cfg(CONFIGS / "quick_schedules" / "mask_rcnn_dama_vit_demo_cpu_p8_dsb2018.yaml")
+    cfg = _cfg(CONFIGS / "quick_schedules" / name)
     cfg.MODEL.DEVICE = "cpu"
     torch.manual_seed(0)
     model = build_model(cfg)
