@@ -28,6 +28,7 @@ __all__ = [
     "build_dama_vit",
     "build_dama_vit_fpn_backbone",
     "pretrain_img_size",
+    "redraw_vit_weights",
     "resolve_pretrain_img_size",
 ]
 
@@ -155,6 +156,27 @@ def build_dama_vit(cfg: CfgNode, in_chans: int) -> ViT:
     )
 
 
+def redraw_vit_weights(vit: ViT, cfg: CfgNode, in_chans: int, seed: int) -> None:
+    """Replace ``vit``'s initial weights by a second draw of detectron2's initialisation
+    under ``seed`` (``MODEL.DAMA_VIT.INIT_SEED``), leaving the global random stream as it
+    was: the heads' weights, the data order and drop path are those of the run without it.
+
+    That makes the A/A control of ``dama-det compare`` (method ``redraw``): a detector
+    that differs from random init only in the encoder's starting weights, as the untrained
+    export ``init`` does.
+
+    Args:
+        vit: the freshly built ViT (weights replaced in place).
+        cfg: config with dama_det keys (the ViT's architecture).
+        in_chans: number of input image channels C.
+        seed: the seed of the second draw.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vit.load_state_dict(build_dama_vit(cfg, in_chans).state_dict())
+    logger.info("ViT weights redrawn under MODEL.DAMA_VIT.INIT_SEED=%d", seed)
+
+
 @BACKBONE_REGISTRY.register()
 def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleFeaturePyramid:
     """ViT + simple feature pyramid (p2..p5 from scales 4, 2, 1, 0.5; p6 by max-pool),
@@ -176,6 +198,8 @@ def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleF
     """
     v = cfg.MODEL.DAMA_VIT
     vit = build_dama_vit(cfg, in_chans=input_shape.channels)
+    if v.INIT_SEED >= 0:
+        redraw_vit_weights(vit, cfg, input_shape.channels, v.INIT_SEED)
     if v.ENCODER_WEIGHTS:
         load_encoder_into_vit(vit, v.ENCODER_WEIGHTS, skip=list(v.ENCODER_SKIP_KEYS))
     scale_factors = tuple(float(s) for s in v.SCALE_FACTORS)

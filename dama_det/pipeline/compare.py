@@ -1,7 +1,8 @@
 """``dama-det compare``: the paper's experiment as a tool.
 
 For every seed and method of a run description (:mod:`.run_spec`): pretrain (MAE /
-DAMA variants; nothing for random init or a given export; the untrained export for
+DAMA variants; nothing for random init, its A/A control ``redraw`` (the ViT's weights
+drawn under seed + 1000) or a given export; the untrained export for
 ``init``), export the encoder, train the same Mask R-CNN schedule (on every labelled
 fraction of the training images), predict the validation images (``classical``: Otsu
 + watershed, no training); then evaluate all methods of a seed together (PR-per-IoU and
@@ -32,7 +33,7 @@ from typing import Callable
 from ..utils.io import atomic_write_bytes
 from . import steps
 from .compare_results import fraction_tag, write_results
-from .run_spec import MethodSpec, RunSpec, load_run_spec
+from .run_spec import REDRAW_SEED_OFFSET, MethodSpec, RunSpec, load_run_spec
 from .stages import evaluation_lacks, run_stage
 
 
@@ -170,11 +171,14 @@ class Comparison:
         detector = self._run_dir(m, seed) / f"detector{fraction_tag(fraction)}"
         predictions = preds.parent
         det = self.spec.detection
+        opts = list(det.get("opts", []))
+        if m.kind == "redraw":
+            opts += ["MODEL.DAMA_VIT.INIT_SEED", seed + REDRAW_SEED_OFFSET]
         self._stage(f"{tag}: train Mask R-CNN", [detector / "model_final.pth"],
                     lambda: steps.train_detector(
                         det["config"], detector, train_json=train, val_json=val, seed=seed,
                         device=self.device, weights=encoder, iters=det.get("iters") or None,
-                        opts=det.get("opts", []), log=self.log))
+                        opts=opts, log=self.log))
         self._stage(f"{tag}: predict validation images", [preds],
                     lambda: steps.predict(val, detector / "model_final.pth", predictions,
                                           device=self.device, quiet=True, log=self.log))

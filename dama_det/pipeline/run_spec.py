@@ -16,10 +16,12 @@ Example (``configs/compare/synth7_cpu.yaml``)::
     # coco:    {type: coco, train_json: F, val_json: F, pretrain_crops: DIR}
     pretrain: {model: mini, epochs: 60, batch_size: 32, blr: 1.0e-3, args: []}
     detection: {config: quick_schedules/mask_rcnn_dama_vit_demo_cpu.yaml, iters: 1000, opts: []}
-    methods: [random, init, mae, dama, dama-rand, dama-ema, {name: mine, weights: enc.pth},
+    methods: [random, init, redraw, mae, dama, dama-rand, dama-ema, {name: mine, weights: enc.pth},
               {name: dama-long, method: dama, pretrain: {epochs: 240}}]
     # random: detectron2's own initialisation; init: the pretraining model's untrained
     # export (same architecture, seed and loader as the pretrained ones: the null control);
+    # redraw: random init with the ViT's weights drawn a second time, under seed + 1000
+    # (the A/A control: what a different draw of the same initialisation alone changes);
     # classical: Otsu threshold + distance-transform watershed, no training (the floor);
     # a method's own 'pretrain' keys override the shared ones (e.g. a longer schedule)
     evaluation: {area_ranges: cells, max_dets: 1000}   # optional (these are the defaults)
@@ -41,6 +43,10 @@ from ..errors import DamaUserError
 from ..pretrain.method_registry import method_names
 
 DATASET_TYPES = ("synth", "folders", "coco")
+#: the built-in methods that are not pretraining methods
+CONTROL_METHODS = ("random", "init", "redraw", "classical")
+#: method ``redraw`` draws the ViT's weights under the run's seed plus this
+REDRAW_SEED_OFFSET = 1000
 PROBE_TASKS = ("celltype", "dense")
 #: the keys each section accepts (a typo is an error, not a silently ignored setting)
 DATASET_KEYS = {
@@ -66,7 +72,7 @@ class MethodSpec:
     pretraining method, or a given export."""
 
     name: str
-    kind: str  # "random" | "init" | "classical" | "pretrain" | "weights"
+    kind: str  # "random" | "init" | "redraw" | "classical" | "pretrain" | "weights"
     method: str | None = None  # pretraining method (kind "pretrain")
     weights: Path | None = None  # encoder export (kind "weights")
     pretrain: dict[str, Any] = field(default_factory=dict)  # overrides of the shared keys
@@ -146,12 +152,12 @@ def _parse_method(item: Any, base: Path, path: Path, i: int) -> MethodSpec:
                           weights=_path(base, item["weights"], path, key + ".weights"))
     method = item.get("method", name)
     overrides = _section(item.get("pretrain"), PRETRAIN_KEYS, path, key + ".pretrain")
-    if method in ("random", "init", "classical"):
+    if method in CONTROL_METHODS:
         if "pretrain" in item and method != "init":
             raise _fail(path, key + ".pretrain", f"method {method!r} is not pretrained")
         return MethodSpec(name, method, pretrain=overrides)
     if method not in method_names():
-        raise _fail(path, key, f"unknown method {method!r}; use random, init, classical, "
+        raise _fail(path, key, f"unknown method {method!r}; use {', '.join(CONTROL_METHODS)}, "
                     f"{', '.join(method_names())} or give 'weights'")
     return MethodSpec(name, "pretrain", method=method, pretrain=overrides)
 

@@ -81,10 +81,11 @@ seeds: [3, 4]
 dataset: {type: synth, tile_size: 128}
 detection: {config: quick_schedules/mask_rcnn_dama_vit_instant_test.yaml, iters: 5}
 methods: [random, init, dama, {name: d-rand, method: dama-rand}, {name: mine, weights: enc.pth},
-          classical]
+          classical, redraw]
 """))
     kinds = {m.name: (m.kind, m.method) for m in spec.methods}
     assert kinds == {"random": ("random", None), "init": ("init", None),
+                     "redraw": ("redraw", None),
                      "dama": ("pretrain", "dama"), "classical": ("classical", None),
                      "d-rand": ("pretrain", "dama-rand"), "mine": ("weights", None)}
     assert spec.methods[4].weights == (tmp_path / "enc.pth").resolve()
@@ -139,6 +140,47 @@ methods: [dama, {name: dama-long, method: dama, pretrain: {epochs: 40}}]
         cmp.pretrained_encoder(m, 0, tmp_path / "crops", 7)
     epochs = [argv[argv.index("--epochs") + 1] for argv in commands if argv[0] == "pretrain"]
     assert epochs == ["10", "40"]
+
+
+def test_redraw_trains_random_init_with_the_vit_drawn_under_seed_plus_1000(tmp_path,
+                                                                           monkeypatch):
+    from dama_det.pipeline import compare as compare_mod
+    from dama_det.pipeline import steps
+
+    spec = load_run_spec(_write(tmp_path, """
+dataset: {type: synth}
+detection: {config: x, iters: 7, opts: [MODEL.ROI_HEADS.NAME, CascadeROIHeads]}
+methods: [random, redraw, {name: aa, method: redraw}]
+"""))
+    trained = {}
+
+    def fake_train(config, out, **kw):  # record the call, write what the stage promises
+        trained[(out.parts[-3], out.parts[-2])] = kw
+        out.mkdir(parents=True)
+        (out / "model_final.pth").write_bytes(EMPTY_ZIP)
+
+    def fake_predict(images, weights, out, **kw):
+        out.mkdir(parents=True)
+        (out / "predictions.json").write_text("[]")
+
+    monkeypatch.setattr(steps, "train_detector", fake_train)
+    monkeypatch.setattr(steps, "predict", fake_predict)
+    cmp = compare_mod.Comparison(spec, tmp_path / "out", log=lambda s: None)
+    for seed in (0, 3):
+        for m in spec.methods:
+            assert cmp.pretrained_encoder(m, seed, tmp_path / "crops", 1) is None  # nothing to load
+            cmp.run_method(m, seed, 1.0, tmp_path / "train.json", tmp_path / "val.json", None)
+    shared = ["MODEL.ROI_HEADS.NAME", "CascadeROIHeads"]
+    for seed in (0, 3):
+        random, redraw, aa = (trained[(name, f"seed{seed}")] for name in ("random", "redraw", "aa"))
+        assert random["opts"] == shared and random["weights"] is None
+        assert redraw["opts"] == aa["opts"] == [*shared, "MODEL.DAMA_VIT.INIT_SEED", seed + 1000]
+        # everything else (seed, schedule, data) is random init's
+        assert {k: v for k, v in redraw.items() if k != "opts"} == \
+            {k: v for k, v in random.items() if k != "opts"}
+    with pytest.raises(DamaUserError, match=r"methods\[0\]\.pretrain'.*not pretrained"):
+        load_run_spec(_write(tmp_path, "dataset: {type: synth}\ndetection: {config: x}\nmethods:"
+                                       " [{name: r, method: redraw, pretrain: {epochs: 2}}]\n"))
 
 
 def test_probe_summary_means_and_paired_gains(tmp_path):
