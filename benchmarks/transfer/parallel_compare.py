@@ -34,7 +34,6 @@ import yaml
 
 from dama_det.errors import DamaUserError
 from dama_det.pipeline.compare import Comparison
-from dama_det.pipeline.compare_results import fraction_tag
 from dama_det.pipeline.run_spec import RunSpec, load_run_spec
 
 
@@ -82,7 +81,7 @@ def run_evaluation_job(description: Path, out: Path, seed: int) -> None:
     _, val, _, _ = comparison.prepare_data()
     for fraction in spec.label_fractions:
         preds = {m.name: comparison.predictions_file(m, seed, fraction) for m in spec.methods}
-        comparison.evaluate(preds, val, f"seed{seed}{fraction_tag(fraction)}")
+        comparison.evaluate(preds, val, comparison.evaluation_name(seed, fraction))
 
 
 class Job:

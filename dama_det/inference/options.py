@@ -27,6 +27,10 @@ from ..options import (
 # and image-reading worker processes.
 DEFAULT_BATCH, DEFAULT_WORKERS = 4, 1
 
+#: ``--tta`` choices: no test-time augmentation, the four flips with box voting, or with
+#: NMS only (Detectron2's merge: each instance keeps its best-scoring box); see .flip_tta
+TTA_MODES = ("off", "flip", "flip-nms")
+
 # = dama_det.inference.classical.DEFAULTS, repeated here because importing that module
 # loads scipy and slows down `dama-det --help` (a test keeps them equal)
 DEFAULTS = {"channel": 0, "sigma": 0.0, "min_distance": 5, "min_size": 30, "distance_sigma": 3.0}
@@ -58,6 +62,11 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     g.add_argument("--merge-thresh", type=fraction, default=0.5, metavar="F",
                    help="overlap (of the smaller instance) above which detections of two "
                    "windows are one instance")
+    g.add_argument("--tta", default="off", choices=TTA_MODES,
+                   help="test-time augmentation: 'flip' predicts every window and its three "
+                   "flips, votes the boxes (score-weighted mean of the overlapping ones) and "
+                   "averages the masks; 'flip-nms' keeps each instance's best box instead "
+                   "(Detectron2's merge); ~4x the prediction time")
     g = parser.add_argument_group("hardware")
     g.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, metavar="N",
                    help="windows per forward pass, also across consecutive images; the "
@@ -134,6 +143,7 @@ class PredictOptions(StageOptions):
     tile_size: int | None
     overlap: int | None
     merge_thresh: float
+    tta: str
     batch: int
     workers: int
     device: str

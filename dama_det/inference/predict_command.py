@@ -94,7 +94,7 @@ def run_predict(opts: PredictOptions) -> Path:
                      can_resume=False)
     predictor = MaskRCNNTilePredictor.from_config(
         cfg, opts.weights, device=opts.device, amp=opts.amp,
-        score_thresh=opts.score_thresh, tile_size=tile,
+        score_thresh=opts.score_thresh, tile_size=tile, tta=opts.tta,
     )
     write = WriteOptions(
         num_channels=len(cfg.MODEL.PIXEL_MEAN),
@@ -104,7 +104,7 @@ def run_predict(opts: PredictOptions) -> Path:
         merge_threshold=opts.merge_thresh, overlay=not opts.no_overlay,
         progress=not opts.quiet,
         info={"weights": str(Path(opts.weights).resolve()),
-              "score_thresh": opts.score_thresh},
+              "score_thresh": opts.score_thresh, "tta": opts.tta},
     )
     preds = predict_and_write(inputs, predictor, opts.out, write)
     n = len(preds["annotations"])

@@ -23,6 +23,7 @@ from ..engine.checkpoint import load_checkpoint_strict
 from ..errors import DamaUserError
 from ..utils import autocast_context, pick_device, resolve_amp_dtype
 from .batched_encoder import EncoderBatcher
+from .flip_tta import BOX_VOTE_IOU, TTA_MODES, FlipTTA
 from .types import Detection
 
 logger = logging.getLogger(__name__)
@@ -143,21 +144,35 @@ class MaskRCNNTilePredictor:
         device: where the model lives.
         amp_dtype: autocast dtype (``torch.bfloat16`` / ``torch.float16``) or None.
         mask_threshold: mask probability threshold.
+        tta: test-time augmentation, one of :data:`~.flip_tta.TTA_MODES` ("flip": each
+            tile and its three flips, boxes voted and masks averaged; "flip-nms": boxes by
+            NMS only; see :mod:`.flip_tta`); needs ``cfg``.
+        cfg: the model's config (needed for ``tta``; kept as ``self.cfg``).
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device,
-                 amp_dtype: torch.dtype | None = None, mask_threshold: float = 0.5):
+                 amp_dtype: torch.dtype | None = None, mask_threshold: float = 0.5,
+                 tta: str = "off", cfg: CfgNode | None = None):
         self.model = model.eval()
         self.device = device
         self.amp_dtype = amp_dtype
         self.mask_threshold = mask_threshold
         self.num_channels = int(model.pixel_mean.numel())
         self.batcher = EncoderBatcher(self.model)
+        self.cfg = cfg
+        self.tta = None
+        if tta not in TTA_MODES:
+            raise DamaUserError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+        if tta != "off":
+            if cfg is None:
+                raise ValueError("test-time augmentation needs the model's config")
+            self.tta = FlipTTA(cfg, self.model, box_vote=BOX_VOTE_IOU if tta == "flip" else 0)
 
     @classmethod
     def from_config(
         cls, cfg: CfgNode, weights: str | os.PathLike | None, *, device: str | None = "auto",
         amp: str = "auto", score_thresh: float | None = None, tile_size: int | None = None,
+        tta: str = "off",
     ) -> "MaskRCNNTilePredictor":
         """Build the model of ``cfg`` and load ``weights``.
 
@@ -168,6 +183,7 @@ class MaskRCNNTilePredictor:
             amp: "auto", "bf16", "fp16" or "off" (see :func:`resolve_amp_dtype`).
             score_thresh: minimum detection score.
             tile_size: largest tile side that will be predicted.
+            tta: test-time augmentation (:data:`~.flip_tta.TTA_MODES`).
 
         Returns:
             The predictor.
@@ -181,14 +197,15 @@ class MaskRCNNTilePredictor:
         model = build_model(cfg)
         if weights is not None:
             load_checkpoint_strict(model, weights)
-        return cls(model, dev, amp_dtype)
+        return cls(model, dev, amp_dtype, tta=tta, cfg=cfg)
 
     def predict_batch(self, tiles: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Predict several tiles, bit-identical to predicting them one at a time.
 
         Tiles of one size share one encoder forward (:class:`EncoderBatcher`); the
         feature pyramid, RPN and RoI heads run tile by tile, so every tile gets exactly
-        the detections of its own single-tile forward.
+        the detections of its own single-tile forward. With test-time augmentation every
+        tile runs alone (its four views form the batch).
 
         Args:
             tiles: float32 arrays ``(C, h, w)`` (sizes may differ; each size is batched
@@ -213,6 +230,10 @@ class MaskRCNNTilePredictor:
         results: list = [None] * len(tiles)
         with torch.inference_mode(), autocast_context(self.device, self.amp_dtype):
             for idx in by_size.values():
+                if self.tta is not None:
+                    for i in idx:
+                        results[i] = self.tta.predict(inputs[i])
+                    continue
                 for i, inst in zip(idx, self.batcher([inputs[i] for i in idx])):
                     results[i] = inst
         out = []

@@ -15,9 +15,9 @@ Layout of the output folder (``_f<fraction>`` for label fractions below 1)::
 
     data/                      dataset json files, labelled subsets, pretraining crops
     runs/<method>/seed<k>/     pretrain/, encoder.pth, probe_<task>.json, detector[_f..]/,
-                               predictions[_f..]/
+                               predictions[_f..][_tta-<mode>]/
     runs/classical/predictions/
-    eval/seed<k>[_f..]/        metrics.json, summary.md, figures/ (all methods)
+    eval/seed<k>[_f..][_tta-<mode>]/  metrics.json, summary.md, figures/ (all methods)
     results.md, results.csv, results.json, report.md, ap_vs_labels.png
 
 Every stage is skipped when its outputs exist and pretraining / detector training
@@ -32,7 +32,7 @@ from typing import Callable
 
 from ..utils.io import atomic_write_bytes
 from . import steps
-from .compare_results import fraction_tag, write_results
+from .compare_results import fraction_tag, predictions_tag, write_results
 from .run_spec import REDRAW_SEED_OFFSET, MethodSpec, RunSpec, load_run_spec
 from .stages import evaluation_lacks, run_stage
 
@@ -156,7 +156,8 @@ class Comparison:
         (``classical``: one file for every seed and fraction)."""
         if m.kind == "classical":
             return self.out / "runs" / m.name / "predictions" / "predictions.json"
-        return self._run_dir(m, seed) / f"predictions{fraction_tag(fraction)}" / "predictions.json"
+        folder = f"predictions{predictions_tag(fraction, self.spec.tta)}"
+        return self._run_dir(m, seed) / folder / "predictions.json"
 
     def run_method(self, m: MethodSpec, seed: int, fraction: float, train: Path, val: Path,
                    encoder: Path | None) -> Path:
@@ -181,7 +182,8 @@ class Comparison:
                         opts=opts, log=self.log))
         self._stage(f"{tag}: predict validation images", [preds],
                     lambda: steps.predict(val, detector / "model_final.pth", predictions,
-                                          device=self.device, quiet=True, log=self.log))
+                                          device=self.device, quiet=True, log=self.log,
+                                          tta=self.spec.tta))
         return preds
 
     def _stage(self, name, outputs, fn):
@@ -206,9 +208,13 @@ class Comparison:
                 preds = {m.name: self.run_method(m, seed, fraction, labelled, val, encoders[m.name])
                          for m in self.spec.methods}
                 metrics[fraction][seed] = self.evaluate(preds, val,
-                                                        f"seed{seed}{fraction_tag(fraction)}")
+                                                        self.evaluation_name(seed, fraction))
         return write_results(self.out, self.spec, metrics,
                              probes=probes if self.spec.probe else None)
+
+    def evaluation_name(self, seed: int, fraction: float) -> str:
+        """The folder under ``eval/`` of ``seed``'s evaluation on ``fraction``."""
+        return f"seed{seed}{predictions_tag(fraction, self.spec.tta)}"
 
     def evaluate(self, preds: dict[str, Path], val: Path, name: str) -> dict:
         """Evaluate all methods' predictions together into ``eval/<name>``; its metrics."""

@@ -34,6 +34,13 @@ def fraction_tag(fraction: float) -> str:
     return "" if fraction == 1.0 else f"_f{fraction:g}"
 
 
+def predictions_tag(fraction: float, tta: str = "off") -> str:
+    """Path suffix of predictions and their evaluation: the label fraction's, then
+    ``"_tta-<mode>"`` with test-time augmentation (so switching it never reuses the
+    predictions or metrics of another setting)."""
+    return fraction_tag(fraction) + ("" if tta == "off" else f"_tta-{tta}")
+
+
 def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(values)) if values else float("nan"),
             "std": float(np.std(values)) if values else float("nan"), "n": len(values)}
@@ -264,7 +271,7 @@ def write_results(out: Path, spec: RunSpec, by_fraction: dict[float, SeedMetrics
                                                   for m, r in per.items()}
                                          for s, per in probes.items()}}
     atomic_write_json(out / "results.json", summary)
-    first = out / "eval" / f"seed{spec.seeds[0]}{fraction_tag(max(tables))}"
+    first = out / "eval" / f"seed{spec.seeds[0]}{predictions_tag(max(tables), spec.tta)}"
     figs = (sorted((first / "figures").glob("compare_*.png"))
             or sorted((first / "figures").glob("*.png")))
     report = lines + ["", f"## Figures (seed {spec.seeds[0]}, all methods overlaid)", ""] + [

@@ -16,6 +16,7 @@ Example (``configs/compare/synth7_cpu.yaml``)::
     # coco:    {type: coco, train_json: F, val_json: F, pretrain_crops: DIR}
     pretrain: {model: mini, epochs: 60, batch_size: 32, blr: 1.0e-3, args: []}
     detection: {config: quick_schedules/mask_rcnn_dama_vit_demo_cpu.yaml, iters: 1000, opts: []}
+    # detection.tta: off | flip | flip-nms (test-time flips: `dama-det predict --tta`)
     methods: [random, init, redraw, mae, dama, dama-rand, dama-ema, {name: mine, weights: enc.pth},
               {name: dama-long, method: dama, pretrain: {epochs: 240}}]
     # random: detectron2's own initialisation; init: the pretraining model's untrained
@@ -40,6 +41,7 @@ from typing import Any
 import yaml
 
 from ..errors import DamaUserError
+from ..inference.options import TTA_MODES
 from ..pretrain.method_registry import method_names
 
 DATASET_TYPES = ("synth", "folders", "coco")
@@ -56,7 +58,7 @@ DATASET_KEYS = {
     "coco": {"type", "train_json", "val_json", "pretrain_crops", "label_fraction"},
 }
 PRETRAIN_KEYS = {"model", "epochs", "batch_size", "blr", "img_size", "args"}
-DETECTION_KEYS = {"config", "iters", "opts"}
+DETECTION_KEYS = {"config", "iters", "opts", "tta"}  # tta: one of TTA_MODES
 EVALUATION_KEYS = {"area_ranges", "max_dets"}
 PROBE_KEYS = {"task", "data", "max_images", "args"}
 #: keys whose value must be a positive integer / a positive number / a list
@@ -92,6 +94,11 @@ class RunSpec:
     evaluation: dict[str, Any] = field(default_factory=dict)
     label_fractions: list[float] = field(default_factory=lambda: [1.0])
     probe: dict[str, Any] | None = None  # None: no probes
+
+    @property
+    def tta(self) -> str:
+        """The test-time augmentation of the predictions (``detection.tta``)."""
+        return self.detection.get("tta", "off")
 
     def pretrain_of(self, method: MethodSpec) -> dict[str, Any]:
         """The pretraining settings of ``method``: the shared ones, its overrides on top."""
@@ -249,6 +256,11 @@ def load_run_spec(path: str | Path) -> RunSpec:
     detection = _section(raw["detection"], DETECTION_KEYS, path, "detection")
     if "config" not in detection:
         raise _fail(path, "detection.config", "required (a config path or shipped name)")
+    if detection.get("tta") is False:  # YAML 1.1 reads an unquoted off as false
+        detection["tta"] = "off"
+    if detection.get("tta", "off") not in TTA_MODES:
+        raise _fail(path, "detection.tta", f"expected one of {', '.join(TTA_MODES)}, "
+                    f"got {detection['tta']!r}")
     return RunSpec(
         name=str(raw.get("name", path.stem)), source=path, seeds=list(seeds), dataset=dataset,
         pretrain=_section(raw.get("pretrain"), PRETRAIN_KEYS, path, "pretrain"),

@@ -136,15 +136,16 @@ def detector_opts(iters: int | None, opts: Sequence[object] = ()) -> list[str]:
 
 
 def predict(images: Path, weights: Path, out: Path, *, device: str = "auto",
-            score_thresh: float = 0.05, quiet: bool = False, log: Log = print) -> Path:
+            score_thresh: float = 0.05, tta: str = "off", quiet: bool = False,
+            log: Log = print) -> Path:
     """``dama-det predict``: tiled prediction of ``images`` (COCO json, folder or image)
-    with a trained detector, replacing earlier predictions in ``out``; returns
-    ``out/predictions.json``."""
+    with a trained detector (``tta``: its ``--tta``), replacing earlier predictions in
+    ``out``; returns ``out/predictions.json``."""
     from ..inference.predict_command import run_predict
 
     run_command(PredictOptions(inputs=[str(images)], weights=str(weights), out=str(out),
                                score_thresh=score_thresh, device=device, quiet=quiet,
-                               overwrite=True), run_predict, log)
+                               overwrite=True, tta=tta), run_predict, log)
     return Path(out) / "predictions.json"
 
 

@@ -183,6 +183,37 @@ methods: [random, redraw, {name: aa, method: redraw}]
                                        " [{name: r, method: redraw, pretrain: {epochs: 2}}]\n"))
 
 
+def test_detection_tta_reaches_predict_and_names_the_predictions_folder(tmp_path, monkeypatch):
+    from dama_det.pipeline import compare as compare_mod
+    from dama_det.pipeline import steps
+
+    predicted = []
+
+    def fake_train(config, out, **kw):
+        out.mkdir(parents=True)
+        (out / "model_final.pth").write_bytes(EMPTY_ZIP)
+
+    def fake_predict(images, weights, out, **kw):
+        predicted.append((out.name, kw["tta"]))
+        out.mkdir(parents=True)
+        (out / "predictions.json").write_text("[]")
+
+    monkeypatch.setattr(steps, "train_detector", fake_train)
+    monkeypatch.setattr(steps, "predict", fake_predict)
+    for tta, folder in (("flip", "predictions_tta-flip"), ("off", "predictions")):
+        spec = load_run_spec(_write(tmp_path, "dataset: {type: synth}\nmethods: [random]\n"
+                                              f"detection: {{config: x, tta: {tta}}}\n"))
+        cmp = compare_mod.Comparison(spec, tmp_path / f"out_{tta}", log=lambda s: None)
+        preds = cmp.run_method(spec.methods[0], 0, 1.0, tmp_path / "t.json", tmp_path / "v.json",
+                               None)
+        assert preds.parent.name == folder and preds.is_file()
+        assert cmp.evaluation_name(2, 0.1) == "seed2_f0.1" + folder[len("predictions"):]
+    assert predicted == [("predictions_tta-flip", "flip"), ("predictions", "off")]
+    with pytest.raises(DamaUserError, match=r"'detection.tta'.*off, flip, flip-nms.*'rot'"):
+        load_run_spec(_write(tmp_path, "dataset: {type: synth}\nmethods: [random]\n"
+                                       "detection: {config: x, tta: rot}\n"))
+
+
 def test_probe_summary_means_and_paired_gains(tmp_path):
     from dama_det.pipeline.compare_results import probe_summary, write_results
 

@@ -1,0 +1,136 @@
+"""Flip test-time augmentation for the tile predictor (``dama-det predict --tta``).
+
+Cells have no preferred orientation and the detector trains with random horizontal and
+vertical flips (``INPUT.HFLIP`` / ``VFLIP``), so a tile and its three flips are equally
+valid views. :class:`FlipTTA` is Detectron2's ``GeneralizedRCNNWithTTA`` with those four
+views instead of its resize + horizontal-flip mapper:
+
+1. boxes are detected on every view and mapped back to the tile;
+2. the union is reduced by class-wise NMS (``MODEL.ROI_HEADS.NMS_THRESH_TEST``), as
+   Detectron2 does; with ``box_vote`` > 0 every kept box is then replaced by the
+   score-weighted mean of the boxes of all views that overlap it by IoU >= ``box_vote``
+   (box voting), so a nucleus's box is an average of its four detections rather than the
+   best-scoring one;
+3. the mask head runs on the kept boxes in every view and the four ``(M, M)`` mask
+   probability maps, flipped back, are averaged.
+
+Unlike Detectron2's class it stops before pasting: :meth:`FlipTTA.predict` returns the
+boxes, scores and low-resolution mask probabilities that
+:func:`~.predictor.instances_to_detections` pastes into per-instance crops. It costs
+about four forward passes per tile.
+"""
+from __future__ import annotations
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.data.transforms import HFlipTransform, TransformList, VFlipTransform
+from detectron2.modeling import GeneralizedRCNNWithTTA
+from detectron2.structures import Boxes, Instances, pairwise_iou
+
+from .options import TTA_MODES
+
+__all__ = ["TTA_MODES", "FlipTTA", "flip_views", "vote_boxes"]
+
+#: IoU with a kept box above which a view's box takes part in its vote (Detectron's
+#: TEST.BBOX_VOTE.VOTE_TH)
+BOX_VOTE_IOU = 0.8
+
+
+def flip_views(inputs: dict) -> list[dict]:
+    """The identity, horizontal, vertical and both flips of one model input.
+
+    Args:
+        inputs: ``{"image": (C, H, W) tensor, "height": H, "width": W}``.
+
+    Returns:
+        Four copies of ``inputs`` with the flipped image and, under ``"transforms"``, the
+        ``TransformList`` that maps tile coordinates to the view's.
+    """
+    image = inputs["image"]
+    h, w = image.shape[-2:]
+    views = []
+    for hflip, vflip in ((False, False), (True, False), (False, True), (True, True)):
+        tfms, view = [], image
+        if hflip:
+            tfms.append(HFlipTransform(w))
+            view = view.flip(-1)
+        if vflip:
+            tfms.append(VFlipTransform(h))
+            view = view.flip(-2)
+        views.append({**inputs, "image": view, "transforms": TransformList(tfms)})
+    return views
+
+
+def vote_boxes(kept: torch.Tensor, boxes: torch.Tensor, scores: torch.Tensor,
+               iou: float = BOX_VOTE_IOU) -> torch.Tensor:
+    """Box voting: each kept box becomes the score-weighted mean of the boxes overlapping it.
+
+    Args:
+        kept: ``(K, 4)`` XYXY boxes that survived NMS.
+        boxes: ``(N, 4)`` all candidate boxes (every view, tile coordinates).
+        scores: ``(N,)`` their scores.
+        iou: minimum IoU with a kept box for a candidate to vote for it.
+
+    Returns:
+        ``(K, 4)`` voted boxes (a kept box always votes for itself).
+    """
+    if len(kept) == 0 or len(boxes) == 0:
+        return kept
+    weights = (pairwise_iou(Boxes(kept), Boxes(boxes)) >= iou).float() * scores[None].float()
+    total = weights.sum(1, keepdim=True)
+    voted = weights @ boxes.float() / total.clamp(min=1e-12)
+    return torch.where(total > 0, voted, kept.float()).to(kept.dtype)
+
+
+class FlipTTA(GeneralizedRCNNWithTTA):
+    """Four-flip test-time augmentation of a Detectron2 Mask R-CNN.
+
+    Args:
+        cfg: the model's config (``MODEL.ROI_HEADS.NMS_THRESH_TEST``,
+            ``TEST.DETECTIONS_PER_IMAGE``, ``MODEL.ROI_HEADS.NUM_CLASSES``).
+        model: a built ``GeneralizedRCNN`` in eval mode (standard or cascade heads).
+        box_vote: IoU for box voting (0 = keep NMS's boxes, as Detectron2).
+    """
+
+    def __init__(self, cfg: CfgNode, model: torch.nn.Module, *, box_vote: float = BOX_VOTE_IOU):
+        super().__init__(cfg, model, tta_mapper=flip_views, batch_size=4)
+        self.box_vote = float(box_vote)
+
+    def predict(self, inputs: dict) -> Instances:
+        """Detect on one tile with its four flips.
+
+        Args:
+            inputs: ``{"image": (C, H, W) float tensor on the model's device, "height": H,
+                "width": W}``.
+
+        Returns:
+            ``Instances`` in tile coordinates: ``pred_boxes`` ``(K, 4)``, ``scores``,
+            ``pred_classes`` and ``pred_masks`` ``(K, 1, M, M)`` averaged probabilities
+            (not pasted).
+        """
+        views, tfms = self._get_augmented_inputs(inputs)
+        shape = (int(inputs["height"]), int(inputs["width"]))
+        with self._turn_off_roi_heads(["mask_on", "keypoint_on"]):
+            boxes, scores, classes = self._get_augmented_boxes(views, tfms)
+        merged = self._merge_detections(boxes, scores, classes, shape)
+        if self.box_vote > 0 and len(merged):
+            merged.pred_boxes = Boxes(vote_boxes(merged.pred_boxes.tensor, boxes,
+                                                 torch.stack(scores), self.box_vote))
+        if not self.cfg.MODEL.MASK_ON:
+            return merged
+        if len(merged) == 0:
+            merged.pred_masks = torch.zeros(0, 1, 1, 1, device=boxes.device)
+            return merged
+        outputs = self._batch_inference(views, self._rescale_detected_boxes(views, merged, tfms))
+        merged.pred_masks = self._reduce_pred_masks(outputs, tfms)
+        return merged
+
+    def _reduce_pred_masks(self, outputs: list[Instances], tfms: list[TransformList]
+                           ) -> torch.Tensor:
+        """Flip every view's ``(K, 1, M, M)`` masks back to the tile and average them."""
+        masks = []
+        for output, tfm in zip(outputs, tfms):
+            dims = [3 if isinstance(t, HFlipTransform) else 2 for t in tfm.transforms
+                    if isinstance(t, (HFlipTransform, VFlipTransform))]
+            masks.append(output.pred_masks.flip(dims=dims) if dims else output.pred_masks)
+        return torch.stack(masks).mean(0)
