@@ -7,10 +7,12 @@ views instead of its resize + horizontal-flip mapper:
 
 1. boxes are detected on every view and mapped back to the tile;
 2. the union is reduced by class-wise NMS (``MODEL.ROI_HEADS.NMS_THRESH_TEST``), as
-   Detectron2 does; with ``box_vote`` > 0 every kept box is then replaced by the
-   score-weighted mean of the boxes of all views that overlap it by IoU >= ``box_vote``
-   (box voting), so a nucleus's box is an average of its four detections rather than the
-   best-scoring one;
+   Detectron2 does; with ``box_vote`` > 0 (mode "flip") every kept box then takes a vote
+   of the views (:func:`vote_over_views`): each view's best box overlapping it by IoU >=
+   ``box_vote`` counts, the box becomes their score-weighted mean and the score their
+   mean over the four views (0 for a view that does not see it), so an instance found in
+   one view only scores a quarter. Without the vote ("flip-nms", Detectron2's merge) an
+   instance keeps its best box and score, and what one view alone finds survives;
 3. the mask head runs on the kept boxes in every view and the four ``(M, M)`` mask
    probability maps, flipped back, are averaged.
 
@@ -29,7 +31,7 @@ from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from .options import TTA_MODES
 
-__all__ = ["TTA_MODES", "FlipTTA", "flip_views", "vote_boxes"]
+__all__ = ["TTA_MODES", "FlipTTA", "flip_views", "vote_over_views"]
 
 #: IoU with a kept box above which a view's box takes part in its vote (Detectron's
 #: TEST.BBOX_VOTE.VOTE_TH)
@@ -61,25 +63,40 @@ def flip_views(inputs: dict) -> list[dict]:
     return views
 
 
-def vote_boxes(kept: torch.Tensor, boxes: torch.Tensor, scores: torch.Tensor,
-               iou: float = BOX_VOTE_IOU) -> torch.Tensor:
-    """Box voting: each kept box becomes the score-weighted mean of the boxes overlapping it.
+def vote_over_views(kept: torch.Tensor, boxes: torch.Tensor, scores: torch.Tensor,
+                    views: torch.Tensor, n_views: int, iou: float = BOX_VOTE_IOU
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Let every view vote on each kept box: its best box overlapping the kept one.
 
     Args:
         kept: ``(K, 4)`` XYXY boxes that survived NMS.
         boxes: ``(N, 4)`` all candidate boxes (every view, tile coordinates).
         scores: ``(N,)`` their scores.
+        views: ``(N,)`` the view (0 .. n_views - 1) each candidate comes from.
+        n_views: number of views.
         iou: minimum IoU with a kept box for a candidate to vote for it.
 
     Returns:
-        ``(K, 4)`` voted boxes (a kept box always votes for itself).
+        ``(boxes, scores)``: ``(K, 4)`` the score-weighted mean of the voting boxes (one
+        per view at most: its highest-scoring one) and ``(K,)`` the sum of their scores
+        divided by ``n_views`` (a view without a voting box adds 0).
     """
-    if len(kept) == 0 or len(boxes) == 0:
-        return kept
-    weights = (pairwise_iou(Boxes(kept), Boxes(boxes)) >= iou).float() * scores[None].float()
-    total = weights.sum(1, keepdim=True)
-    voted = weights @ boxes.float() / total.clamp(min=1e-12)
-    return torch.where(total > 0, voted, kept.float()).to(kept.dtype)
+    if len(kept) == 0:
+        return kept, scores.new_zeros(0)
+    overlap = pairwise_iou(Boxes(kept), Boxes(boxes)) >= iou  # (K, N)
+    weights = overlap * scores[None].float()
+    total = torch.zeros(len(kept), dtype=torch.float32, device=kept.device)
+    weighted = torch.zeros(len(kept), 4, dtype=torch.float32, device=kept.device)
+    for v in range(n_views):
+        cols = torch.nonzero(views == v).flatten()
+        if len(cols) == 0:
+            continue
+        best, idx = weights[:, cols].max(1)  # (K,): the view's best voter (0: none)
+        total += best
+        weighted += best[:, None] * boxes[cols][idx].float()
+    voted = torch.where(total[:, None] > 0, weighted / total.clamp(min=1e-12)[:, None],
+                        kept.float())
+    return voted.to(kept.dtype), total / n_views
 
 
 class FlipTTA(GeneralizedRCNNWithTTA):
@@ -111,11 +128,19 @@ class FlipTTA(GeneralizedRCNNWithTTA):
         views, tfms = self._get_augmented_inputs(inputs)
         shape = (int(inputs["height"]), int(inputs["width"]))
         with self._turn_off_roi_heads(["mask_on", "keypoint_on"]):
-            boxes, scores, classes = self._get_augmented_boxes(views, tfms)
+            outputs = self._batch_inference(views)
+        boxes = torch.cat([torch.as_tensor(t.inverse().apply_box(o.pred_boxes.tensor.cpu().numpy()))
+                           for o, t in zip(outputs, tfms)]).to(self.model.device)
+        scores = torch.cat([o.scores for o in outputs])
+        classes = torch.cat([o.pred_classes for o in outputs])
         merged = self._merge_detections(boxes, scores, classes, shape)
         if self.box_vote > 0 and len(merged):
-            merged.pred_boxes = Boxes(vote_boxes(merged.pred_boxes.tensor, boxes,
-                                                 torch.stack(scores), self.box_vote))
+            view_of = torch.cat([torch.full((len(o),), k, device=boxes.device)
+                                 for k, o in enumerate(outputs)])
+            voted, consensus = vote_over_views(merged.pred_boxes.tensor, boxes, scores,
+                                               view_of, len(views), self.box_vote)
+            merged.pred_boxes, merged.scores = Boxes(voted), consensus.to(merged.scores.dtype)
+            merged = merged[consensus >= self.cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST]
         if not self.cfg.MODEL.MASK_ON:
             return merged
         if len(merged) == 0:
