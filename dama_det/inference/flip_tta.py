@@ -106,7 +106,9 @@ class FlipTTA(GeneralizedRCNNWithTTA):
         cfg: the model's config (``MODEL.ROI_HEADS.NMS_THRESH_TEST``,
             ``TEST.DETECTIONS_PER_IMAGE``, ``MODEL.ROI_HEADS.NUM_CLASSES``).
         model: a built ``GeneralizedRCNN`` in eval mode (standard or cascade heads).
-        box_vote: IoU for box voting (0 = keep NMS's boxes, as Detectron2).
+        box_vote: IoU with a kept instance above which a view's box votes on its box and
+            score (mode "flip"); 0 keeps NMS's boxes and scores (mode "flip-nms",
+            Detectron2's merge).
     """
 
     def __init__(self, cfg: CfgNode, model: torch.nn.Module, *, box_vote: float = BOX_VOTE_IOU):

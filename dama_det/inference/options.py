@@ -64,9 +64,10 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                    "windows are one instance")
     g.add_argument("--tta", default="off", choices=TTA_MODES,
                    help="test-time augmentation: 'flip' predicts every window and its three "
-                   "flips, votes the boxes (score-weighted mean of the overlapping ones) and "
-                   "averages the masks; 'flip-nms' keeps each instance's best box instead "
-                   "(Detectron2's merge); ~4x the prediction time")
+                   "flips, lets the views vote on each instance's box and score (what one "
+                   "view alone finds scores a quarter) and averages the masks; 'flip-nms' "
+                   "keeps each instance's best box and score (Detectron2's merge); ~4x the "
+                   "prediction time")
     g = parser.add_argument_group("hardware")
     g.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, metavar="N",
                    help="windows per forward pass, also across consecutive images; the "

@@ -145,8 +145,9 @@ class MaskRCNNTilePredictor:
         amp_dtype: autocast dtype (``torch.bfloat16`` / ``torch.float16``) or None.
         mask_threshold: mask probability threshold.
         tta: test-time augmentation, one of :data:`~.flip_tta.TTA_MODES` ("flip": each
-            tile and its three flips, boxes voted and masks averaged; "flip-nms": boxes by
-            NMS only; see :mod:`.flip_tta`); needs ``cfg``.
+            tile and its three flips, boxes and scores voted over the views, masks
+            averaged; "flip-nms": boxes and scores by NMS only; see :mod:`.flip_tta`);
+            needs ``cfg``.
         cfg: the model's config (needed for ``tta``; kept as ``self.cfg``).
     """
 

@@ -259,8 +259,10 @@ def load_run_spec(path: str | Path) -> RunSpec:
     if detection.get("tta") is False:  # YAML 1.1 reads an unquoted off as false
         detection["tta"] = "off"
     if detection.get("tta", "off") not in TTA_MODES:
+        hint = " (YAML reads an unquoted on/yes as true: quote the word)" \
+            if isinstance(detection["tta"], bool) else ""
         raise _fail(path, "detection.tta", f"expected one of {', '.join(TTA_MODES)}, "
-                    f"got {detection['tta']!r}")
+                    f"got {detection['tta']!r}{hint}")
     return RunSpec(
         name=str(raw.get("name", path.stem)), source=path, seeds=list(seeds), dataset=dataset,
         pretrain=_section(raw.get("pretrain"), PRETRAIN_KEYS, path, "pretrain"),

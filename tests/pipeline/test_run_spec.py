@@ -212,6 +212,9 @@ def test_detection_tta_reaches_predict_and_names_the_predictions_folder(tmp_path
     with pytest.raises(DamaUserError, match=r"'detection.tta'.*off, flip, flip-nms.*'rot'"):
         load_run_spec(_write(tmp_path, "dataset: {type: synth}\nmethods: [random]\n"
                                        "detection: {config: x, tta: rot}\n"))
+    with pytest.raises(DamaUserError, match=r"got True \(YAML reads an unquoted on"):
+        load_run_spec(_write(tmp_path, "dataset: {type: synth}\nmethods: [random]\n"
+                                       "detection: {config: x, tta: on}\n"))
 
 
 def test_probe_summary_means_and_paired_gains(tmp_path):
