@@ -131,6 +131,7 @@ class FlipTTA(GeneralizedRCNNWithTTA):
         shape = (int(inputs["height"]), int(inputs["width"]))
         with self._turn_off_roi_heads(["mask_on", "keypoint_on"]):
             outputs = self._batch_inference(views)
+        # as Detectron2's _get_augmented_boxes, keeping each view's outputs apart for the vote
         boxes = torch.cat([torch.as_tensor(t.inverse().apply_box(o.pred_boxes.tensor.cpu().numpy()))
                            for o, t in zip(outputs, tfms)]).to(self.model.device)
         scores = torch.cat([o.scores for o in outputs])

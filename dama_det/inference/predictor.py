@@ -38,9 +38,11 @@ def prepare_inference_config(
 ) -> CfgNode:
     """A frozen copy of a training config set up for prediction.
 
-    Drops the pretraining export (the checkpoint holds all weights), sets the device
-    and score threshold, and widens ``MODEL.DAMA_VIT.SQUARE_PAD`` to the tile size if
-    it is smaller (ViTDet pads every input to that square).
+    Drops the pretraining export and the ViT's redraw seed (``INIT_SEED``): the
+    checkpoint holds all weights, so neither would change them and the redraw would
+    only cost a second ViT build. Sets the device and score threshold, and widens
+    ``MODEL.DAMA_VIT.SQUARE_PAD`` to the tile size if it is smaller (ViTDet pads every
+    input to that square).
 
     Args:
         cfg: a config with dama_det keys (as used for training).
@@ -59,6 +61,8 @@ def prepare_inference_config(
     if vit is not None:
         if "ENCODER_WEIGHTS" in vit:
             vit.ENCODER_WEIGHTS = ""
+        if "INIT_SEED" in vit:
+            vit.INIT_SEED = -1
         if tile_size and vit.get("SQUARE_PAD", 0) and vit.SQUARE_PAD < tile_size:
             div = max(int(vit.get("PATCH_SIZE", 16)), 32)
             vit.SQUARE_PAD = int(math.ceil(tile_size / div) * div)

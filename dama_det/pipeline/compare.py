@@ -32,7 +32,7 @@ from typing import Callable
 
 from ..utils.io import atomic_write_bytes
 from . import steps
-from .compare_results import fraction_tag, predictions_tag, write_results
+from .compare_results import evaluation_name, fraction_tag, predictions_tag, write_results
 from .run_spec import REDRAW_SEED_OFFSET, MethodSpec, RunSpec, load_run_spec
 from .stages import evaluation_lacks, run_stage
 
@@ -214,7 +214,7 @@ class Comparison:
 
     def evaluation_name(self, seed: int, fraction: float) -> str:
         """The folder under ``eval/`` of ``seed``'s evaluation on ``fraction``."""
-        return f"seed{seed}{predictions_tag(fraction, self.spec.tta)}"
+        return evaluation_name(seed, fraction, self.spec.tta)
 
     def evaluate(self, preds: dict[str, Path], val: Path, name: str) -> dict:
         """Evaluate all methods' predictions together into ``eval/<name>``; its metrics."""

@@ -41,6 +41,11 @@ def predictions_tag(fraction: float, tta: str = "off") -> str:
     return fraction_tag(fraction) + ("" if tta == "off" else f"_tta-{tta}")
 
 
+def evaluation_name(seed: int, fraction: float, tta: str = "off") -> str:
+    """The folder under ``eval/`` of ``seed``'s evaluation on ``fraction`` (with ``tta``)."""
+    return f"seed{seed}{predictions_tag(fraction, tta)}"
+
+
 def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(values)) if values else float("nan"),
             "std": float(np.std(values)) if values else float("nan"), "n": len(values)}
@@ -271,7 +276,7 @@ def write_results(out: Path, spec: RunSpec, by_fraction: dict[float, SeedMetrics
                                                   for m, r in per.items()}
                                          for s, per in probes.items()}}
     atomic_write_json(out / "results.json", summary)
-    first = out / "eval" / f"seed{spec.seeds[0]}{predictions_tag(max(tables), spec.tta)}"
+    first = out / "eval" / evaluation_name(spec.seeds[0], max(tables), spec.tta)
     figs = (sorted((first / "figures").glob("compare_*.png"))
             or sorted((first / "figures").glob("*.png")))
     report = lines + ["", f"## Figures (seed {spec.seeds[0]}, all methods overlaid)", ""] + [

@@ -9,7 +9,11 @@ import torch
 from dama_det.errors import DamaUserError
 from dama_det.inference.merge import paint_labels
 from dama_det.inference.outputs import detections_to_coco_results
-from dama_det.inference.predictor import MaskRCNNTilePredictor, instances_to_detections
+from dama_det.inference.predictor import (
+    MaskRCNNTilePredictor,
+    instances_to_detections,
+    prepare_inference_config,
+)
 from dama_det.inference.tiling import predict_image_tiled
 from tests.helpers.predict_fakes import blob_image, tiny_cfg
 
@@ -50,6 +54,18 @@ def test_checkpoint_mismatch_is_a_user_error(checkpoint, tmp_path):
     torch.save({"model": {}}, tmp_path / "empty.pth")
     with pytest.raises(DamaUserError, match="lacks"):
         MaskRCNNTilePredictor.from_config(tiny_cfg(), tmp_path / "empty.pth", device="cpu")
+
+
+def test_inference_config_drops_what_the_checkpoint_overrides():
+    """A run trained from an export, or with a redrawn ViT (compare's 'redraw'), predicts
+    from its checkpoint alone: neither the export nor the redraw is repeated."""
+    cfg = tiny_cfg()
+    cfg.MODEL.DAMA_VIT.ENCODER_WEIGHTS = "encoder.pth"
+    cfg.MODEL.DAMA_VIT.INIT_SEED = 1003
+    prepared = prepare_inference_config(cfg, score_thresh=0.3)
+    assert prepared.MODEL.DAMA_VIT.ENCODER_WEIGHTS == "" and prepared.MODEL.DAMA_VIT.INIT_SEED == -1
+    assert prepared.MODEL.ROI_HEADS.SCORE_THRESH_TEST == 0.3 and prepared.is_frozen()
+    assert cfg.MODEL.DAMA_VIT.INIT_SEED == 1003  # the training config is left as it was
 
 
 def test_mask_paste_into_crops_matches_detectron2_full_paste():
