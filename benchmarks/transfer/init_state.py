@@ -119,6 +119,9 @@ def main() -> None:
                         help="seeds of detectron2's draws; the export loads into the first")
     parser.add_argument("--crop", type=int, default=256, help="crop size, px")
     parser.add_argument("--max-images", type=int, default=16)
+    parser.add_argument("--skip", nargs="+", default=None, metavar="PATTERN",
+                        help="also measure the export with these ENCODER_SKIP_KEYS patterns "
+                        "kept at the draw (e.g. 'blocks.*.attn.proj.weight')")
     args = parser.parse_args()
 
     cfg = merge_config_file(get_dama_cfg(), find_config_file(args.config))
@@ -136,6 +139,10 @@ def main() -> None:
             vit = draw(args.seeds[0])
             load_encoder_into_vit(vit, args.export, skip=skip)
             rows[name] = start_statistics(vit, x)
+        if args.skip:
+            vit = draw(args.seeds[0])
+            load_encoder_into_vit(vit, args.export, skip=args.skip)
+            rows["export, --skip kept at draw"] = start_statistics(vit, x)
     print(f"{x.shape[0]} crops of {args.crop} px from {args.images}, config {args.config}")
     names = list(rows)
     print(f"{'':30s}" + "".join(f"{n:>22s}" for n in names))
