@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,9 @@ from detectron2.modeling.backbone.utils import get_abs_pos, window_partition
 from dama_det.config import get_dama_cfg
 from dama_det.data.coco_labels import find_image_mask_pairs
 from dama_det.data.normalize import read_scaled_image
+from dama_det.encoder_export.format import read_encoder_export
 from dama_det.engine.config_files import find_config_file, merge_config_file
+from dama_det.errors import DamaUserError
 from dama_det.modeling.encoder_weights import load_encoder_into_vit
 from dama_det.modeling.vit_backbone import build_dama_vit
 
@@ -118,7 +121,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[3, 1003],
                         help="seeds of detectron2's draws; the export loads into the first")
     parser.add_argument("--crop", type=int, default=256, help="crop size, px")
-    parser.add_argument("--max-images", type=int, default=16)
+    parser.add_argument("--max-images", type=int, default=16, help="crops measured")
     parser.add_argument("--skip", nargs="+", default=None, metavar="PATTERN",
                         help="also measure the export with these ENCODER_SKIP_KEYS patterns "
                         "kept at the draw (e.g. 'blocks.*.attn.proj.weight')")
@@ -135,14 +138,14 @@ def main() -> None:
 
     rows = {f"random seed {s}": start_statistics(draw(s), x) for s in args.seeds}
     if args.export is not None:
-        for name, skip in HALVES.items():
-            vit = draw(args.seeds[0])
-            load_encoder_into_vit(vit, args.export, skip=skip)
-            rows[name] = start_statistics(vit, x)
+        export, _ = read_encoder_export(args.export)  # read once, loaded into each variant
+        variants = dict(HALVES)
         if args.skip:
+            variants["export, --skip kept at draw"] = args.skip
+        for name, skip in variants.items():
             vit = draw(args.seeds[0])
-            load_encoder_into_vit(vit, args.export, skip=args.skip)
-            rows["export, --skip kept at draw"] = start_statistics(vit, x)
+            load_encoder_into_vit(vit, export, skip=skip)
+            rows[name] = start_statistics(vit, x)
     print(f"{x.shape[0]} crops of {args.crop} px from {args.images}, config {args.config}")
     names = list(rows)
     print(f"{'':30s}" + "".join(f"{n:>22s}" for n in names))
@@ -151,4 +154,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DamaUserError as exc:  # a missing file or a mismatched export: one line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
