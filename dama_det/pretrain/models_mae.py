@@ -40,7 +40,8 @@ class MAEConfig:
     norm_pix_loss: bool = True
     pixel_mean: tuple[float, ...] | None = None  # input standardisation (None: images as scaled)
     pixel_std: tuple[float, ...] | None = None
-    # Linear weights: "xavier" (MAE) or "trunc_normal" (timm/detectron2)
+    # Linear weights: "xavier" (MAE), "trunc_normal" (timm/detectron2) or
+    # "xavier_small_residual" (MAE's, the encoder blocks' attn.proj/mlp.fc2 at std 0.02)
     weight_init: str = "xavier"
 
     def to_dict(self) -> dict:
@@ -158,8 +159,9 @@ class MaskedAutoencoderViT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """MAE's init (``weight_init="xavier"``) or timm's ViT init (``"trunc_normal"``)."""
-        xavier = self.cfg.weight_init == "xavier"
+        """MAE's init (``weight_init="xavier"``), timm's ViT init (``"trunc_normal"``), or
+        MAE's with small residual outputs in the encoder (``"xavier_small_residual"``)."""
+        xavier = self.cfg.weight_init in ("xavier", "xavier_small_residual")
         if xavier:  # else the conv keeps PyTorch's default, as in timm's and detectron2's ViT
             w = self.patch_embed.proj.weight
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
@@ -176,6 +178,12 @@ class MaskedAutoencoderViT(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if self.cfg.weight_init == "xavier_small_residual":
+            # the Linear layers that write into the token stream: each block then adds
+            # about a tenth of the stream at the start instead of about half (E27c)
+            for block in self.blocks:
+                nn.init.trunc_normal_(block.attn.proj.weight, std=0.02)
+                nn.init.trunc_normal_(block.mlp.fc2.weight, std=0.02)
 
     def no_weight_decay(self) -> set[str]:
         """Embeddings/tokens excluded from weight decay (with all 1-D parameters)."""

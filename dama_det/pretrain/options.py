@@ -56,9 +56,11 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     model.add_argument("--decoder-num-heads", type=int, default=None,
                        help="override the decoder heads")
     model.add_argument("--weight-init", default="xavier", choices=WEIGHT_INITS,
-                       help="Linear weight init: xavier (MAE) or trunc_normal (std 0.02, the "
+                       help="Linear weight init: xavier (MAE), trunc_normal (std 0.02, the "
                             "init of timm's and detectron2's ViT, i.e. of a random-init "
-                            "detector backbone)")
+                            "detector backbone) or xavier_small_residual (MAE's, with each "
+                            "encoder block's attn.proj and mlp.fc2 at std 0.02, so the "
+                            "blocks start near the identity)")
     model.add_argument("--no-norm-pix-loss", dest="norm_pix_loss", action="store_false",
                        help="reconstruct raw pixels instead of per-patch normalised ones")
 

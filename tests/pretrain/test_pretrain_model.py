@@ -62,6 +62,39 @@ def test_fixed_sincos_position_embedding():
     assert torch.allclose(model.pos_embed[0, 1:], build_sincos2d_pos_embed([4, 4], dim=64))
 
 
+def _block_updates(model: MaskedAutoencoderViT, imgs: torch.Tensor) -> list[float]:
+    """|block(x) - x| / |x| for each encoder block, on the unmasked tokens of ``imgs``."""
+    x = model.patch_embed(imgs) + model.pos_embed[:, 1:]
+    updates = []
+    with torch.no_grad():
+        for block in model.blocks:
+            y = block(x)
+            updates.append(((y - x).norm() / x.norm()).item())
+            x = y
+    return updates
+
+
+def test_small_residual_init_starts_the_encoder_blocks_near_the_identity():
+    """``xavier_small_residual`` is MAE's xavier init but for the encoder blocks' two
+    stream-writing Linear layers (std 0.02): every other tensor is the same draw, and each
+    block changes the token stream by under a third instead of over a half."""
+    models = {}
+    for init in ("xavier", "xavier_small_residual"):
+        torch.manual_seed(0)
+        models[init] = MaskedAutoencoderViT(
+            mae_config("mini", img_size=64, in_chans=2, weight_init=init)).eval()
+    xavier, small = (models[k].state_dict() for k in ("xavier", "xavier_small_residual"))
+    changed = {k for k in xavier if not torch.equal(xavier[k], small[k])}
+    assert changed == {f"blocks.{i}.{name}.weight" for i in range(4)
+                       for name in ("attn.proj", "mlp.fc2")}
+    for key in changed:
+        assert abs(small[key].std().item() - 0.02) < 0.002, key
+        assert xavier[key].std().item() > 0.05, key
+    imgs = torch.rand(2, 2, 64, 64, generator=torch.Generator().manual_seed(1))
+    assert max(_block_updates(models["xavier_small_residual"], imgs)) < 0.3
+    assert min(_block_updates(models["xavier"], imgs)) > 0.45
+
+
 def test_encoder_equals_timm_vision_transformer():
     """Our encoder's weights load into timm's ViT with no missing/unexpected keys and
     with every patch visible both compute the same features."""
