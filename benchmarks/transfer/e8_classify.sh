@@ -9,7 +9,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 B=dama-det
 $B data synth --out $D/data --n-train-tiles 1 --n-val-tiles 1 --tile-size 128 --n-crops-per-type 100 --seed 0 --quiet
 for m in mae dama; do
-  [ -f $D/$m.pth ] || { $B pretrain --data $D/data/crops --output-dir $D/$m --method $m --model mini \
+  [ -f $D/$m.pth ] || { $B pretrain --data $D/data/crops --output-dir $D/$m --method $m --model mini --weight-init xavier \
       --epochs 60 --batch-size 32 --blr 1e-3 --warmup-epochs 6 --seed 0 --num-workers 0 --no-progress \
       --resume auto && $B export $D/$m/checkpoint-last.pth --out $D/$m.pth; }
 done

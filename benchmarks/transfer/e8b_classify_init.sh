@@ -12,6 +12,6 @@ B=dama-det
 [ -d $D/data/crops ] || $B data synth --out $D/data --n-train-tiles 1 --n-val-tiles 1 \
     --tile-size 128 --n-crops-per-type 100 --seed 0 --quiet
 [ -f $D/init/encoder.pth ] || $B pretrain --data $D/data/crops --output-dir $D/init --method dama \
-    --model mini --seed 0 --untrained
+    --model mini --weight-init xavier --seed 0 --untrained
 $B classify --data $D/data/crops --out $D/cls_init --method init=$D/init/encoder.pth \
     --folds 10 --epochs 20 --warmup-epochs 2 --batch-size 32 --blr 1e-3 --amp bf16 --workers 0 --quiet

@@ -40,9 +40,9 @@ class MAEConfig:
     norm_pix_loss: bool = True
     pixel_mean: tuple[float, ...] | None = None  # input standardisation (None: images as scaled)
     pixel_std: tuple[float, ...] | None = None
-    # Linear weights: "xavier" (MAE), "trunc_normal" (timm/detectron2) or
-    # "xavier_small_residual" (MAE's, the encoder blocks' attn.proj/mlp.fc2 at std 0.02)
-    weight_init: str = "xavier"
+    # Linear weights: "xavier_small_residual" (MAE's, the encoder blocks' attn.proj/mlp.fc2
+    # at std 0.02; floor study F16), "xavier" (MAE) or "trunc_normal" (timm/detectron2)
+    weight_init: str = "xavier_small_residual"
 
     def to_dict(self) -> dict:
         return asdict(self)

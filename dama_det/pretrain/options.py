@@ -55,12 +55,12 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     model.add_argument("--decoder-depth", type=int, default=None, help="override the decoder depth")
     model.add_argument("--decoder-num-heads", type=int, default=None,
                        help="override the decoder heads")
-    model.add_argument("--weight-init", default="xavier", choices=WEIGHT_INITS,
-                       help="Linear weight init: xavier (MAE), trunc_normal (std 0.02, the "
-                            "init of timm's and detectron2's ViT, i.e. of a random-init "
-                            "detector backbone) or xavier_small_residual (MAE's, with each "
-                            "encoder block's attn.proj and mlp.fc2 at std 0.02, so the "
-                            "blocks start near the identity)")
+    model.add_argument("--weight-init", default="xavier_small_residual", choices=WEIGHT_INITS,
+                       help="Linear weight init: xavier_small_residual (default: MAE's, with "
+                            "each encoder block's attn.proj and mlp.fc2 at std 0.02, so the "
+                            "blocks start near the identity; transfers better, BENCHMARKS.md "
+                            "F16), xavier (MAE's code) or trunc_normal (std 0.02 everywhere, "
+                            "the init of timm's and detectron2's ViT)")
     model.add_argument("--no-norm-pix-loss", dest="norm_pix_loss", action="store_false",
                        help="reconstruct raw pixels instead of per-patch normalised ones")
 

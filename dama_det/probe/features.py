@@ -6,7 +6,7 @@ An encoder export (:mod:`dama_det.encoder_export.format`) is loaded into a timm
 resampled when the probe's image size gives another patch grid). The control,
 "random", is the untrained counterpart: the encoder of a freshly initialised
 :class:`~dama_det.pretrain.models_mae.MaskedAutoencoderViT` of the same architecture
-(xavier-uniform linears, fixed 2-D sin-cos position embedding), i.e. what
+(its default weight init, fixed 2-D sin-cos position embedding), i.e. what
 pretraining starts from, made into an in-memory export and loaded by the same loader.
 
 Features are the encoder's own output, as its decoder sees it in pretraining: the

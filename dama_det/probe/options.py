@@ -18,7 +18,7 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     src.add_argument("--weights", metavar="ENCODER.pth",
                      help="encoder export written by `dama-det export` (or pretraining)")
     src.add_argument("--random", action="store_true",
-                     help="an untrained encoder (MAE init: xavier, sin-cos positions) of "
+                     help="an untrained encoder (pretraining's default init, sin-cos positions) of "
                      "--model size: the control (what `dama-det compare` calls `init`)")
     g.add_argument("--model", default="mini", choices=tuple(MODEL_SIZES),
                    help="size of the --random encoder")

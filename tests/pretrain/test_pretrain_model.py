@@ -78,6 +78,7 @@ def test_small_residual_init_starts_the_encoder_blocks_near_the_identity():
     """``xavier_small_residual`` is MAE's xavier init but for the encoder blocks' two
     stream-writing Linear layers (std 0.02): every other tensor is the same draw, and each
     block changes the token stream by under a third instead of over a half."""
+    assert mae_config("mini").weight_init == "xavier_small_residual"  # the default (F16)
     models = {}
     for init in ("xavier", "xavier_small_residual"):
         torch.manual_seed(0)
