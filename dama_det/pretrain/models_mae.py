@@ -180,7 +180,7 @@ class MaskedAutoencoderViT(nn.Module):
                 nn.init.zeros_(m.bias)
         if self.cfg.weight_init == "xavier_small_residual":
             # the Linear layers that write into the token stream: each block then adds
-            # about a tenth of the stream at the start instead of about half (E27c)
+            # about a fifth of the stream at the start instead of over half (F16)
             for block in self.blocks:
                 nn.init.trunc_normal_(block.attn.proj.weight, std=0.02)
                 nn.init.trunc_normal_(block.mlp.fc2.weight, std=0.02)
