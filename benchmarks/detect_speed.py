@@ -14,9 +14,11 @@ falls on all alike): ``--warmup`` untimed rounds, then the median (and range) of
 ``--train-iters`` timed training steps and ``--infer-images`` timed predictions, in
 wall and process CPU time. Inference runs at each config's detection cap and again at
 ``--equal-dets`` (default 100, detectron2's stock cap) for a comparison at equal
-output. Our model also runs under bf16 autocast where the CPU supports bf16
-(``--no-bf16`` skips it): the forward pass under ``torch.autocast("cpu", bfloat16)``
-as ``SOLVER.AMP.CPU_BF16`` training and ``--amp bf16`` prediction do.
+output, and ours once more with flip test-time augmentation (``dama-det predict --tta
+flip``: four views, box vote; ``--no-tta`` skips it). Our model also runs under bf16
+autocast where the CPU supports bf16 (``--no-bf16`` skips it): the forward pass under
+``torch.autocast("cpu", bfloat16)`` as ``SOLVER.AMP.CPU_BF16`` training and ``--amp
+bf16`` prediction do.
 
 Part 2, tiled prediction (one subprocess per size, so peaks do not mix):
 ``dama_det.inference`` tiled prediction of synthetic 7-channel uint16 images of
@@ -176,7 +178,8 @@ class SpeedCase:
         from detectron2.modeling import build_model
 
         self.label, self.channels, self.precision = label, channels, precision
-        self.amp_dtype = amp_dtype
+        self.cfg, self.amp_dtype = cfg, amp_dtype
+        self.flip_tta = None  # built by start_inference(tta=True)
         self.max_dets = cfg.TEST.DETECTIONS_PER_IMAGE
         torch.manual_seed(0)
         self.model = build_model(cfg)
@@ -215,10 +218,14 @@ class SpeedCase:
         if record:
             self._record("train", time.perf_counter() - t0, time.process_time() - c0)
 
-    def start_inference(self, max_dets: int | None = None) -> None:
-        """Back to the initial weights, eval mode, at most ``max_dets`` detections."""
+    def start_inference(self, max_dets: int | None = None, tta: bool = False) -> None:
+        """Back to the initial weights, eval mode, at most ``max_dets`` detections; with
+        ``tta``, :meth:`predict` runs the four-flip TTA of ``dama-det predict --tta flip``."""
         import torch
 
+        from dama_det.inference.flip_tta import FlipTTA
+
+        self.flip_tta = FlipTTA(self.cfg, self.model) if tta else None
         self.model.load_state_dict(self.initial_state)
         self.model.eval()
         predictors = self.model.roi_heads.box_predictor  # one per stage in a cascade
@@ -234,15 +241,20 @@ class SpeedCase:
         from dama_det.utils import autocast_context
 
         t0, c0 = time.perf_counter(), time.process_time()
+        inputs = self.inputs[i % len(self.inputs)]
         with torch.inference_mode(), autocast_context(torch.device("cpu"), self.amp_dtype):
-            out = self.model([self.inputs[i % len(self.inputs)]])
+            if self.flip_tta is not None:  # boxes and (M, M) mask probabilities, unpasted
+                found = len(self.flip_tta.predict(inputs))
+            else:
+                found = len(self.model([inputs])[0]["instances"])
         if key is not None:
             self._record(key, time.perf_counter() - t0, time.process_time() - c0)
-            self.dets.setdefault(key, []).append(len(out[0]["instances"]))
+            self.dets.setdefault(key, []).append(found)
 
     def result(self) -> dict:
         """``{"params_M", "label", ..., "<key>_s": wall summary, "<key>_cpu_s": CPU
-        summary, "<key>_dets": median detections}`` for keys train/infer/infer_equal."""
+        summary, "<key>_dets": median detections}`` for keys train/infer/infer_equal/
+        infer_tta (those it ran)."""
         row = {"label": self.label, "channels": self.channels, "precision": self.precision,
                "params_M": self.params / 1e6, "frozen_bn": self.frozen_bn,
                "max_dets": self.max_dets}
@@ -286,13 +298,17 @@ def run_model_speed(args) -> tuple[list[dict], str]:
     for r in tqdm(range(rounds), desc="training rounds", leave=False):
         for case in cases:
             case.train_step(record=r >= args.warmup)
-    phases = [("infer", None)] + ([("infer_equal", args.equal_dets)] if args.equal_dets else [])
-    for key, max_dets in phases:
-        for case in cases:
-            case.start_inference(max_dets)
+    phases = [("infer", None, cases)]
+    if args.equal_dets:
+        phases.append(("infer_equal", args.equal_dets, cases))
+    if not args.no_tta:  # ours only: the R50 stands in for detectron2's plain inference
+        phases.append(("infer_tta", None, cases[:-1]))
+    for key, max_dets, timed in phases:
+        for case in timed:
+            case.start_inference(max_dets, tta=key == "infer_tta")
         for i in tqdm(range(args.warmup + args.infer_images), desc=f"{key} rounds",
                       leave=False):
-            for case in cases:
+            for case in timed:
                 case.predict(i, key if i >= args.warmup else None)
     rows = [case.result() for case in cases]
     for s in rows:
@@ -306,6 +322,10 @@ def run_model_speed(args) -> tuple[list[dict], str]:
             print(f"    at <= {args.equal_dets} dets/img: "
                   f"{1 / s['infer_equal_s']['median']:.2f} img/s "
                   f"({s['infer_equal_dets']:.0f} dets/img)", flush=True)
+        if "infer_tta_s" in s:
+            print(f"    with flip TTA: {1 / s['infer_tta_s']['median']:.2f} img/s, "
+                  f"{s['infer_tta_s']['median'] / i['median']:.2f}x the time per image "
+                  f"({s['infer_tta_dets']:.0f} dets/img)", flush=True)
     return rows, note
 
 
@@ -323,6 +343,9 @@ def main() -> int:
     part.add_argument("--equal-dets", type=int, default=100,
                       help="also time inference with at most this many detections per image "
                       "for every model (0: skip; default: detectron2's stock cap)")
+    part.add_argument("--no-tta", action="store_true",
+                      help="skip timing our model with flip test-time augmentation "
+                      "(dama-det predict --tta flip)")
     part.add_argument("--skip-model-speed", action="store_true",
                       help="run only part 2; keep the report's model-speed section")
     tiling = ap.add_argument_group("tiled prediction (part 2)")

@@ -59,7 +59,7 @@ def load_crops(folder: Path, crop: int, max_images: int, channels: int) -> torch
         if len(crops) == max_images:
             break
     if not crops:
-        raise SystemExit(f"error: no image in {folder} is at least {crop} px on each side")
+        raise DamaUserError(f"no image in {folder} is at least {crop} px on each side")
     x = torch.from_numpy(np.stack(crops))
     dims = (0, 2, 3)
     return (x - x.mean(dims, keepdim=True)) / x.std(dims, keepdim=True)
