@@ -13,6 +13,11 @@ SIZE = 256
 BATCH = 2
 REPORT_TITLE = "# Detection speed (CPU)"
 MODEL_HEADING = "## Model speed"
+# appended to the last TTA line: random weights make every view return its detection cap
+TTA_CAP_NOTE = (" With random weights every view returns its detection cap, so the TTA ratios "
+                "are those at the cap (the mask head runs on the cap's boxes in all four "
+                "views); a trained model that keeps fewer boxes pays closer to the four "
+                "forward passes.")
 TILING_HEADING = "## Tiled prediction"
 
 
@@ -83,6 +88,8 @@ def model_section(rows: list[dict], note: str, run: str, args) -> str:
                          f"{r['infer_tta_s']['median'] / r['infer_s']['median']:.2f}x the time "
                          f"per image ({1 / r['infer_tta_s']['median']:.2f} img/s, range "
                          f"{rng(r['infer_tta_s'])} s; {r['infer_tta_dets']:.0f} dets/img).")
+    if any("infer_tta_s" in r for r in rows):
+        lines[-1] += TTA_CAP_NOTE
     if note:
         lines.append(note)
     lines += ["", "Inputs: 0-1 intensities for ours, the same images x 255 for R50-FPN (its "
