@@ -9,9 +9,9 @@ import argparse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ORDER = ["demo_end_to_end", "compare_dsb2018_cpu", "transfer_study", "amp_parity",
-         "pretrain_speed", "pretrain_profile", "compile_trial", "detect_speed", "tiling_speed",
-         "eval_speed", "data_io", "classification"]
+ORDER = ["demo_end_to_end", "compare_dsb2018_cpu", "transfer_study", "labels_curve_dsb2018",
+         "amp_parity", "pretrain_speed", "pretrain_profile", "compile_trial", "detect_speed",
+         "tiling_speed", "eval_speed", "data_io", "classification"]
 HEADER = """# Benchmarks
 
 Speed and memory figures of dama_det on this project's reference machine: 2 CPU cores,

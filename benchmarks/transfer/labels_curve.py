@@ -183,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     if not scores:
         print("error: no predictions of --methods in the --run folders", file=sys.stderr)
         return 2
-    lines = table_lines(scores, args.methods, pairs)
+    sources = ", ".join(f"`{d.stem}` ({100 * f:g} %)" for f, d, _ in args.run)
+    lines = [f"## {args.title}", "",
+             f"Written by `benchmarks/transfer/labels_curve.py` from {sources}: each (method, "
+             "seed) evaluated alone; std is the population std over seeds (the count in "
+             "brackets); paired differences on the seeds both methods have, in seed order.",
+             ""] + table_lines(scores, args.methods, pairs)
     figure = plot(scores, args.methods, pairs, args.title, args.figure)
     text = "\n".join(lines) + f"\n\n![{args.title}]({figure})\n"
     atomic_write_bytes(args.out, text.encode())
