@@ -4,8 +4,9 @@ The transfer study ran each label fraction as its own comparison (E35 at 10 %, E
 25 %, E36 / E36b / E37 at 100 % of DSB2018's training images), so no single
 ``dama-det compare`` output holds the whole curve. This script reads their output
 folders, evaluates every (method, seed) prediction alone into
-``OUT/eval/peek_<method>_seed<k>`` (skipped where it exists: the same evaluation as the
-notes' per-seed tables), and writes
+``OUT/eval/peek_<method>_seed<k>`` (``..._f<fraction>`` where a description has several
+fractions; skipped where it exists: the same evaluation as the notes' per-seed tables),
+and writes
 
 - a markdown table: mask AP per method and fraction (mean ± std over seeds), and the
   paired differences named by ``--pairs`` (per seed, mean ± std, one-sample t-test);
@@ -82,7 +83,10 @@ def collect_scores(runs: list[tuple[float, Path, Path]], methods: list[str]) -> 
                 if key in scores:
                     raise DamaUserError(f"{out}: {m.name} seed {seed} at {fraction:g} "
                                         "is in two --run folders")
-                metrics = comparison.evaluate({m.name: preds}, val, f"peek_{m.name}_seed{seed}")
+                name = f"peek_{m.name}_seed{seed}"  # the notes' name, one fraction per run
+                if len(spec.label_fractions) > 1:
+                    name += f"_f{fraction:g}"
+                metrics = comparison.evaluate({m.name: preds}, val, name)
                 scores[key] = 100 * metrics[m.name]["segm"]["AP"]
     return scores
 
