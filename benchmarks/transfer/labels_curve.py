@@ -35,6 +35,7 @@ from scipy import stats
 
 from dama_det.errors import DamaUserError
 from dama_det.pipeline.compare import Comparison
+from dama_det.pipeline.compare_results import mean_std
 from dama_det.pipeline.run_spec import load_run_spec
 from dama_det.utils.io import atomic_write_bytes
 
@@ -95,13 +96,17 @@ def _seeds(scores: Scores, fraction: float, method: str) -> list[int]:
     return sorted(s for f, m, s in scores if f == fraction and m == method)
 
 
+def values(scores: Scores, fraction: float, method: str) -> list[float]:
+    """``method``'s mask AP at ``fraction``, in seed order."""
+    return [scores[(fraction, method, s)] for s in _seeds(scores, fraction, method)]
+
+
 def paired(scores: Scores, fraction: float, a: str, b: str) -> dict:
     """Per-seed ``a - b`` on the seeds both have: values, mean, population std, t-test p."""
     seeds = sorted(set(_seeds(scores, fraction, a)) & set(_seeds(scores, fraction, b)))
-    d = np.array([scores[(fraction, a, s)] - scores[(fraction, b, s)] for s in seeds])
+    d = [scores[(fraction, a, s)] - scores[(fraction, b, s)] for s in seeds]
     p = float(stats.ttest_1samp(d, 0).pvalue) if len(d) > 1 else float("nan")
-    return {"seeds": seeds, "values": d, "mean": float(d.mean()) if len(d) else float("nan"),
-            "std": float(d.std()) if len(d) else float("nan"), "p": p}
+    return {"seeds": seeds, "values": np.array(d), **mean_std(d), "p": p}
 
 
 def table_lines(scores: Scores, methods: list[str], pairs: list[tuple[str, str]]) -> list[str]:
@@ -112,8 +117,8 @@ def table_lines(scores: Scores, methods: list[str], pairs: list[tuple[str, str]]
     for m in methods:
         cells = []
         for f in fractions:
-            v = np.array([scores[(f, m, s)] for s in _seeds(scores, f, m)])
-            cells.append(f"{v.mean():.2f} ± {v.std():.2f} ({len(v)})" if len(v) else "-")
+            st = mean_std(values(scores, f, m))
+            cells.append(f"{st['mean']:.2f} ± {st['std']:.2f} ({st['n']})" if st["n"] else "-")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "| paired, mask AP per seed; mean ± std (p) " + head,
               "|---" * (len(fractions) + 1) + "|"]
@@ -140,9 +145,9 @@ def plot(scores: Scores, methods: list[str], pairs: list[tuple[str, str]], title
     x = np.array([100 * f for f in fractions])
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for m in methods:
-        vals = [np.array([scores[(f, m, s)] for s in _seeds(scores, f, m)]) for f in fractions]
-        left.errorbar(x, [v.mean() for v in vals], yerr=[v.std() for v in vals], marker="o",
-                      capsize=3, label=m)
+        sts = [mean_std(values(scores, f, m)) for f in fractions]
+        left.errorbar(x, [st["mean"] for st in sts], yerr=[st["std"] for st in sts],
+                      marker="o", capsize=3, label=m)
     left.set_ylabel("mask AP (%)")
     for i, (a, b) in enumerate(pairs):
         rs = [paired(scores, f, a, b) for f in fractions]

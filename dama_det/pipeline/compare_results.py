@@ -46,7 +46,8 @@ def evaluation_name(seed: int, fraction: float, tta: str = "off") -> str:
     return f"seed{seed}{predictions_tag(fraction, tta)}"
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean, population std and count of per-seed values (NaN mean and std when empty)."""
     return {"mean": float(np.mean(values)) if values else float("nan"),
             "std": float(np.std(values)) if values else float("nan"), "n": len(values)}
 
@@ -58,7 +59,7 @@ def aggregate(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[str, di
         row = {}
         for iou_type, key in TABLE_METRICS:
             values = [metrics[s][m.name].get(iou_type, {}).get(key) for s in spec.seeds]
-            row[f"{iou_type}/{key}"] = _mean_std([v for v in values if v is not None and v >= 0])
+            row[f"{iou_type}/{key}"] = mean_std([v for v in values if v is not None and v >= 0])
         table[m.name] = row
     return table
 
@@ -71,7 +72,7 @@ def cell_aggregate(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[st
     for m in spec.methods:
         cells = [metrics[s][m.name].get("cell") or {} for s in spec.seeds]
         thresholds = sorted({t for c in cells for t in c}, key=float)
-        out[m.name] = {t: {metric.name: _mean_std([c[t][metric.name] for c in cells
+        out[m.name] = {t: {metric.name: mean_std([c[t][metric.name] for c in cells
                                                    if metric.name in c.get(t, {})])
                            for metric in table_metrics()} for t in thresholds}
     return out if any(out.values()) else {}
@@ -117,7 +118,7 @@ def gains(spec: RunSpec, metrics: dict[int, dict]) -> dict[str, dict[str, dict[s
                     b = metrics[s][ref].get(iou_type, {}).get(key)
                     if a is not None and b is not None and a >= 0 and b >= 0:
                         diffs.append(a - b)
-                row[f"{iou_type}/{key} vs {kind}"] = _mean_std(diffs)
+                row[f"{iou_type}/{key} vs {kind}"] = mean_std(diffs)
         out[m.name] = row
     return out
 
@@ -158,9 +159,9 @@ def probe_summary(spec: RunSpec, probes: dict[int, dict[str, dict]]) -> dict[str
             values = [probes[s][m.name].get(probe, {}).get("balanced_accuracy") for s in seeds]
             if any(v is None for v in values):
                 continue
-            row[probe] = _mean_std(values)
+            row[probe] = mean_std(values)
             if ref is not None and all(ref in probes[s] for s in seeds):
-                row[f"{probe} vs init"] = _mean_std(
+                row[f"{probe} vs init"] = mean_std(
                     [v - probes[s][ref][probe]["balanced_accuracy"] for v, s in zip(values, seeds)])
         out[m.name] = row
     return out
