@@ -77,6 +77,7 @@ def add_dama_config(cfg: CN) -> CN:
     v.PRETRAIN_USE_CLS_TOKEN = True  # pos_embed has a leading cls entry (MAE/timm exports do)
     v.ENCODER_WEIGHTS = ""  # pretraining export (.pth from `dama-det export`) loaded at build
     v.INIT_SEED = -1  # >= 0: the ViT's initial weights are drawn under this seed (heads, data order still follow SEED); -1 = from SEED's stream
+    v.FROZEN_BLOCKS = 0  # frozen at build: 0 = nothing, k = the patch embedding, pos_embed and the first k blocks, -1 = the whole ViT
     v.ENCODER_SKIP_KEYS = []  # ViT keys/fnmatch patterns kept at init, not taken from ENCODER_WEIGHTS, e.g. ["pos_embed"]
     v.OUT_CHANNELS = 256  # channels of every pyramid level
     v.SCALE_FACTORS = [4.0, 2.0, 1.0, 0.5]  # pyramid scales of the stride-16 map -> p2..p5

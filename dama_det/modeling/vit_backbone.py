@@ -19,6 +19,7 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from ..encoder_export.format import load_encoder_export
 from ..errors import DamaUserError
 from .encoder_weights import load_encoder_into_vit
+from .frozen_encoder import freeze_vit
 from .pixel_stem import PixelDetailStem
 
 logger = logging.getLogger(__name__)
@@ -186,7 +187,8 @@ def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleF
     Select with ``MODEL.BACKBONE.NAME: build_dama_vit_fpn_backbone``. The input
     channel count comes from ``input_shape.channels`` (= ``len(MODEL.PIXEL_MEAN)``).
     If ``MODEL.DAMA_VIT.ENCODER_WEIGHTS`` is set, that pretraining export is loaded
-    into the ViT (see ``dama_det.modeling.encoder_weights``).
+    into the ViT (see ``dama_det.modeling.encoder_weights``); ``MODEL.DAMA_VIT.FROZEN_BLOCKS``
+    then freezes its first blocks or all of it (``dama_det.modeling.frozen_encoder``).
 
     Args:
         cfg: config with dama_det keys.
@@ -202,6 +204,7 @@ def build_dama_vit_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SimpleF
         redraw_vit_weights(vit, cfg, input_shape.channels, v.INIT_SEED)
     if v.ENCODER_WEIGHTS:
         load_encoder_into_vit(vit, v.ENCODER_WEIGHTS, skip=list(v.ENCODER_SKIP_KEYS))
+    freeze_vit(vit, v.FROZEN_BLOCKS)
     scale_factors = tuple(float(s) for s in v.SCALE_FACTORS)
     backbone = DamaFeaturePyramid(
         net=vit,
