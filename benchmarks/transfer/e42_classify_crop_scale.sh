@@ -1,0 +1,47 @@
+#!/bin/bash
+# E42: the paper's headline, small, with a crop that keeps the cell (issue 10, item 7)
+#
+# Written 2026-12-06 23:12 UTC, before any E42 run.
+# Why: E8's 10-fold classification (paper's fine-tuning recipe) reached 45 % on the
+# synthetic crops with train-fold accuracy equal to test accuracy (underfit), while the
+# 7 channel means of the central 16 x 16 px separate the 5 types perfectly (E41's floor)
+# and a linear probe of an untrained encoder's central tokens reaches 0.98 (E41's pilot).
+# The paper's RandomResizedCrop(scale 0.08-1) cuts a random 8-100 % of a 128 px
+# cell-centred crop whose cell is 8-27 px wide: most small crops miss the labelled cell,
+# so the label is noise for them. One factor: the crop's minimum area (`--crop-scale MIN 1`).
+# Dev screen (the choice; never the evaluation crops): data seed 1's 500 crops, random
+# init, 2 folds, E8's settings otherwise (20 epochs, 2 warm-up, batch 32, blr 1e-3, bf16,
+# mixup / cutmix / erasing / smoothing as the paper), MIN in {0.08 (paper), 0.35, 1.0};
+# the highest mean accuracy is chosen (a tie within 1 point keeps the larger crop range).
+# Evaluation: E8's 500 crops (data seed 0), 5 stratified folds (10 in E8; time),
+# random init at the paper's 0.08 and at the chosen MIN; E41's DAMA and MAE seed-0
+# encoders (60 epochs, 900 steps on these same unlabelled crops) and the untrained
+# export at the chosen MIN.
+# Finished folds are kept (`dama-det classify` resumes), so the script can be rerun.
+# Rules (test accuracy, per-fold paired differences, 5 folds):
+#  (a) the crop helps: random init at the chosen MIN - at 0.08 > 0 with mean > std;
+#  (b) the headline: DAMA - random (chosen MIN) > 0 with mean > std;
+#  (c) DAMA >= MAE (mean paired difference >= 0); `init` reported as the null control.
+# If (a) holds, `dama-det classify`'s default --crop-scale changes to the chosen MIN
+# (the paper's stays documented).
+#   bash benchmarks/transfer/e42_classify_crop_scale.sh E41_OUT [OUT] [STAGE: dev|eval|all]
+set -e
+E41=${1:?E41 output folder (encoders and data)}
+D=${2:-outputs/transfer/e42_classify_crop_scale}
+STAGE=${3:-all}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+B=${DAMA_DET:-dama-det}
+MINI="--embed-dim 128 --depth 4 --num-heads 4"  # random init alone: the mini ViT, as with the exports
+C="--epochs 20 --warmup-epochs 2 --batch-size 32 --blr 1e-3 --amp bf16 --workers 0 --quiet"
+if [ $STAGE != eval ]; then
+  for m in 0.08 0.35 1.0; do
+    $B classify --data $E41/data_probe/crops --out $D/dev_$m --method random $MINI --folds 2 $C --crop-scale $m 1.0
+  done
+fi
+if [ $STAGE != dev ]; then
+  MIN=${MIN:?set MIN to the dev screen's choice}
+  $B classify --data $E41/data_pre/crops --out $D/eval_paper --method random $MINI --folds 5 $C --crop-scale 0.08 1.0
+  $B classify --data $E41/data_pre/crops --out $D/eval_$MIN --method random \
+      --method dama=$E41/dama/seed0/ep60.pth --method mae=$E41/mae/seed0/ep60.pth \
+      --method init=$E41/dama/seed0/untrained.pth --folds 5 $C --crop-scale $MIN 1.0
+fi
