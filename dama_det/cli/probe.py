@@ -3,12 +3,14 @@
 The encoder (an export from ``dama-det export``, or with ``--random`` an untrained
 encoder of the same kind, the control) stays frozen; simple probes are fitted on its
 features. ``celltype``: cosine k-NN (k=20, temperature-weighted votes) and a linear
-probe (class-balanced logistic regression, L-BFGS) on mean-pooled features of
-labelled crops (``labels.csv``: file, cell_type, as ``dama-det data synth`` writes in
-``crops/``), stratified folds. ``dense``: a linear probe of each patch token's class
-(background / interior: >= half nucleus pixels / boundary: some nucleus pixels) on
-tiles of cellpose-style image + ``_masks`` pairs, split by image. Reports accuracy,
-balanced accuracy and per-class recall; minutes on a CPU.
+probe (class-balanced logistic regression, L-BFGS) on the crop feature (the mean of
+the patch tokens at the crop's centre, where a cell-centred crop has its cell; all
+patch tokens with ``--pool mean``) of labelled crops (``labels.csv``: file, cell_type,
+as ``dama-det data synth`` writes in ``crops/``), stratified folds. ``dense``: a linear
+probe of each patch token's class (background / interior: >= half nucleus pixels /
+boundary: some nucleus pixels) on tiles of cellpose-style image + ``_masks`` pairs,
+split by image. Reports accuracy, balanced accuracy and per-class recall; minutes on a
+CPU.
 """
 from __future__ import annotations
 

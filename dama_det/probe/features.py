@@ -13,9 +13,11 @@ Features are the encoder's own output, as its decoder sees it in pretraining: th
 images (scaled to about [0, 1]) are standardised with the export's ``pixel_mean`` /
 ``pixel_std`` when it records them (as pretraining did), every token goes through the
 blocks and the export's final ``norm`` (LayerNorm, weights from the export); the
-patch tokens (the class token dropped) are the dense features and their mean is the
-pooled feature. The random counterpart of an export uses the export's
-standardisation, so only the weights differ.
+patch tokens (the class token dropped) are the dense features; the pooled (crop-level)
+feature is a mean of patch tokens, over every patch (``pool="mean"``) or over the patches
+covering the image centre (``pool="centre"``, :func:`centre_patch_grid`: for
+cell-centred crops, the cell the label names rather than its neighbours). The random
+counterpart of an export uses the export's standardisation, so only the weights differ.
 """
 from __future__ import annotations
 
@@ -31,6 +33,24 @@ from ..errors import DamaUserError
 
 #: the ``source`` of an encoder built without weights.
 RANDOM_SOURCE = "random"
+#: crop-level readouts of the patch tokens: the central patches, or all of them.
+POOLS = ("centre", "mean")
+
+
+def centre_patch_grid(gh: int, gw: int) -> tuple[slice, slice]:
+    """Rows and columns of the patches that cover the centre of a ``(gh, gw)`` grid.
+
+    The two middle rows (columns) for an even side, the middle one for an odd side:
+    2 x 2 patches on the 8 x 8 grid of a 128 px crop with 16 px patches, the patch
+    under the centre pixel on a 7 x 7 grid.
+
+    Returns:
+        ``(rows, cols)`` slices into the grid.
+    """
+    def middle(n: int) -> slice:
+        return slice(n // 2 - 1, n // 2 + 1) if n % 2 == 0 and n > 1 else slice(n // 2, n // 2 + 1)
+
+    return middle(int(gh)), middle(int(gw))
 
 
 @dataclass
@@ -66,13 +86,19 @@ class ProbeEncoder(nn.Module):
         norm: the export's final LayerNorm, applied to every output token.
         info: provenance and architecture; ``info.pixel_mean`` / ``pixel_std`` (one
             value per channel, or None) standardise the input.
+        pool: the pooled feature: ``"mean"`` of every patch token or of the
+            ``"centre"`` patches (:func:`centre_patch_grid`).
     """
 
-    def __init__(self, vit: nn.Module, norm: nn.LayerNorm, info: EncoderInfo):
+    def __init__(self, vit: nn.Module, norm: nn.LayerNorm, info: EncoderInfo,
+                 pool: str = "mean"):
         super().__init__()
+        if pool not in POOLS:
+            raise DamaUserError(f"unknown probe pooling {pool!r}; choose one of {', '.join(POOLS)}")
         self.vit = vit
         self.norm = norm
         self.info = info
+        self.pool = pool
         c = int(info.in_chans)
         mean = info.pixel_mean if info.pixel_mean is not None else [0.0] * c
         std = info.pixel_std if info.pixel_std is not None else [1.0] * c
@@ -100,13 +126,19 @@ class ProbeEncoder(nn.Module):
 
         Returns:
             ``(pooled (N, D), patches (N, L, D))``: ``patches`` are the normed patch
-            tokens in row-major grid order (``L = gh * gw``), ``pooled`` their mean.
+            tokens in row-major grid order (``L = gh * gw``), ``pooled`` the mean of
+            all of them (``pool="mean"``) or of the central ones (``"centre"``).
         """
         if self.info.pixel_mean is not None:
             x = (x - self.pixel_mean) / self.pixel_std
         tokens = self.vit.forward_features(x)  # (N, prefix + L, D); vit.norm is identity
         patches = self.norm(tokens[:, self.vit.num_prefix_tokens:])
-        return patches.mean(dim=1), patches
+        if self.pool == "mean":
+            return patches.mean(dim=1), patches
+        gh, gw = self.grid_size
+        rows, cols = centre_patch_grid(gh, gw)
+        grid = patches.reshape(len(patches), gh, gw, -1)
+        return grid[:, rows, cols].mean(dim=(1, 2)), patches
 
 
 def random_export(
@@ -186,6 +218,7 @@ def build_probe_encoder(
     name: str,
     img_size: int | None = None,
     seed: int | None = None,
+    pool: str = "mean",
 ) -> ProbeEncoder:
     """Load an encoder export into a frozen :class:`ProbeEncoder`.
 
@@ -196,6 +229,7 @@ def build_probe_encoder(
         img_size: input side the probe will use (default: the export's); the position
             embedding is resampled when the grid differs.
         seed: the seed of a random export, recorded in ``info``.
+        pool: the pooled feature, ``"mean"`` or ``"centre"`` (:class:`ProbeEncoder`).
 
     Returns:
         The encoder, in eval mode, without gradients, on CPU.
@@ -203,7 +237,7 @@ def build_probe_encoder(
     Raises:
         DamaUserError: ``img_size`` not a multiple of the patch size, the export
             does not fit its own architecture, or its pixel statistics do not have one
-            value per channel.
+            value per channel, or ``pool`` is unknown.
     """
     arch = ViTArch.from_export(export)
     size = int(img_size if img_size is not None else export["img_size"])
@@ -233,7 +267,7 @@ def build_probe_encoder(
         pixel_std=[float(v) for v in stats[1]] if stats[1] is not None else None,
         notes=notes,
     )
-    return ProbeEncoder(vit, norm, info)
+    return ProbeEncoder(vit, norm, info, pool=pool)
 
 
 def extract_features(

@@ -51,6 +51,10 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                    help="celltype: stratified folds, each the test split once (2 = 50/50)")
     g.add_argument("--test-fraction", type=fraction, default=0.5, metavar="F",
                    help="dense: fraction of the images tested on")
+    g.add_argument("--pool", choices=("centre", "mean"), default="centre",
+                   help="celltype: the crop feature, the mean of the patch tokens covering the "
+                   "crop's centre (cell-centred crops, as `dama-det data synth` writes: the "
+                   "labelled cell, not its neighbours) or of all patch tokens")
     g.add_argument("--knn-k", type=positive_int, default=20, metavar="K",
                    help="celltype: neighbours of the k-NN probe")
     g.add_argument("--knn-weighting", choices=("temperature", "majority"),
@@ -93,6 +97,7 @@ class ProbeOptions(StageOptions):
     intensity_scaling: str
     seed: int
     folds: int
+    pool: str
     test_fraction: float
     knn_k: int
     knn_weighting: str

@@ -1,8 +1,10 @@
 """One entry point for all probes: :func:`run_probes` (used by ``dama-det probe``).
 
-- ``celltype``: pooled features of labelled crops; a cosine k-NN probe and a linear
-  probe, each scored on the test side of every stratified fold (default 2 folds: a
-  50/50 split evaluated both ways) and averaged over the folds.
+- ``celltype``: pooled features of labelled crops (by default the patch tokens at the
+  crop's centre, where a cell-centred crop has its cell; ``pool="mean"``: all of them);
+  a cosine k-NN probe and a linear probe, each scored on the test side of every
+  stratified fold (default 2 folds: a 50/50 split evaluated both ways) and averaged
+  over the folds.
 - ``dense``: patch tokens of image tiles; a linear probe of the patch class
   (background / interior / boundary, :mod:`.dense`), trained on the patches of half
   of the images and scored on the other half (split by image).
@@ -87,6 +89,7 @@ def run_probes(
     model_size: str = "mini",
     patch_size: int = 16,
     with_random: bool = False,
+    pool: str = "centre",
     device: str | torch.device = "auto",
     amp: str = "off",
     batch_size: int = 64,
@@ -116,6 +119,8 @@ def run_probes(
             ``mini``, ``tiny``, ``small``, ``base``).
         patch_size: its patch size.
         with_random: also probe the export's untrained counterpart.
+        pool: ``celltype``'s crop feature: the mean of the ``"centre"`` patch tokens
+            (:func:`~.features.centre_patch_grid`) or of all of them (``"mean"``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         amp: ``"off"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` autocast of the encoder.
         batch_size: images per forward pass.
@@ -142,6 +147,7 @@ def run_probes(
     from ..encoder_export.format import read_encoder_export
     from ..utils.device import pick_device, resolve_amp_dtype
     from .features import (
+        POOLS,
         build_probe_encoder,
         extract_features,
         random_export_like,
@@ -151,6 +157,8 @@ def run_probes(
     t_start = time.perf_counter()
     if task not in TASKS:
         raise DamaUserError(f"unknown probe task {task!r}; choose one of {', '.join(TASKS)}")
+    if pool not in POOLS:
+        raise DamaUserError(f"unknown --pool {pool!r}; choose one of {', '.join(POOLS)}")
     if max_images is not None and max_images < 2:
         raise DamaUserError(f"--max-images must be at least 2, got {max_images}")
     if not 0.0 < interior_min <= 1.0:
@@ -232,7 +240,8 @@ def run_probes(
     linear_kw = dict(weight_decay=weight_decay, max_iter=max_iter)
     runs = {}
     for key, exp, label in encoders:
-        encoder = build_probe_encoder(exp, name=label, img_size=size, seed=seed)
+        encoder = build_probe_encoder(exp, name=label, img_size=size, seed=seed,
+                                      pool=pool if task == "celltype" else "mean")
         if task == "celltype":
             runs[key] = _probe_celltype(encoder, crops, images, split, extract=extract,
                                         knn_kw=knn_kw, linear_kw=linear_kw)
@@ -257,6 +266,7 @@ def run_probes(
         "img_size": size, "patch_size": patch, "seed": seed, "max_images": max_images,
         "device": str(dev), "amp": amp, "batch_size": batch_size, "scaling": scaling,
         "folds": folds if task == "celltype" else None,
+        "pool": pool if task == "celltype" else None,
         "test_fraction": test_fraction if task == "dense" else None,
         "knn": knn_kw if task == "celltype" else None,
         "linear": dict(linear_kw, balanced=True),
@@ -310,7 +320,8 @@ def run_probe(opts: ProbeOptions) -> dict[str, Any]:
         None if opts.random else opts.weights, opts.task, opts.data,
         img_size=opts.img_size, max_images=opts.max_images, seed=opts.seed,
         model_size=opts.model, patch_size=opts.patch_size, with_random=opts.with_random,
-        device=opts.device, amp=opts.amp, batch_size=opts.batch_size, folds=opts.folds,
+        pool=opts.pool, device=opts.device, amp=opts.amp, batch_size=opts.batch_size,
+        folds=opts.folds,
         test_fraction=opts.test_fraction, knn_k=opts.knn_k, knn_weighting=opts.knn_weighting,
         weight_decay=opts.weight_decay, max_iter=opts.max_iter,
         interior_min=opts.interior_min, scaling=opts.intensity_scaling,

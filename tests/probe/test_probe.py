@@ -20,6 +20,7 @@ from dama_det.pretrain.models_mae import MaskedAutoencoderViT, mae_config
 from dama_det.probe.dense import IGNORE, build_dense_tiles, patch_targets, tile_origins
 from dama_det.probe.features import (
     build_probe_encoder,
+    centre_patch_grid,
     extract_features,
     random_export,
     random_export_like,
@@ -92,7 +93,9 @@ def test_trained_toy_encoder_beats_its_random_counterpart(tmp_path):
     export = _train_toy_export(tmp_path / "toy.pth")
     x, y = _toy_batch(200, seed=0)
     data = _write_crops(tmp_path / "crops", x, y)
-    res = run_probes(export, "celltype", data, with_random=True, seed=0, progress=False)
+    # the toy encoder was trained on the mean of all patch tokens, and the cue is uniform
+    res = run_probes(export, "celltype", data, with_random=True, seed=0, pool="mean",
+                     progress=False)
 
     trained, rnd = res, res["random"]
     assert res["dataset"]["class_counts"] == [100, 100]
@@ -105,6 +108,62 @@ def test_trained_toy_encoder_beats_its_random_counterpart(tmp_path):
         assert res["delta"][f"{probe}_accuracy"] == pytest.approx(
             trained[probe]["accuracy"] - rnd[probe]["accuracy"])
     assert rnd["knn"]["accuracy"] < 0.65  # the random encoder's neighbours: ~chance
+
+
+# ------------------------------------------------------- the crop feature: centre or mean
+# A cell-centred crop: channel 1 is +0.2 over the central 16 x 16 px (the labelled cell)
+# and -0.2 / 3 around it (its neighbours, of the other class) for class 1, the opposite
+# for class 0, plus pixel noise (std 0.1) on both channels. The image-wide mean of every
+# channel is the same for both classes; only the centre tells them apart.
+def _centred_batch(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    centre = np.zeros((TOY, TOY), bool)
+    centre[8:24, 8:24] = True
+    cue = np.where(centre, 0.2, -0.2 / 3)[None] * (2 * y - 1)[:, None, None]
+    x = 0.5 + 0.1 * rng.standard_normal((n, 2, TOY, TOY))
+    x[:, 1] += cue
+    return x.astype(np.float32), y
+
+
+def test_centre_patch_grid_covers_the_image_centre():
+    assert centre_patch_grid(8, 8) == (slice(3, 5), slice(3, 5))
+    assert centre_patch_grid(7, 7) == (slice(3, 4), slice(3, 4))
+    assert centre_patch_grid(4, 6) == (slice(1, 3), slice(2, 4))
+    assert centre_patch_grid(1, 2) == (slice(0, 1), slice(0, 2))
+    for n in range(1, 12):  # symmetric about the centre: as many patches before as after
+        rows, _ = centre_patch_grid(n, n)
+        assert rows.start == n - rows.stop and rows.stop - rows.start == 2 - n % 2
+
+
+def test_centre_pool_is_the_mean_of_the_central_patch_tokens():
+    export = random_export_of_size("test", img_size=32, in_chans=2, patch_size=8, seed=0)
+    x = torch.rand(3, 2, 32, 32)
+    mean_pooled, patches = extract_features(build_probe_encoder(export, name="random"), x)
+    centre, patches_c = extract_features(
+        build_probe_encoder(export, name="random", pool="centre"), x)
+    torch.testing.assert_close(patches_c, patches)
+    grid = patches.view(3, 4, 4, -1)  # row-major 4 x 4 grid
+    torch.testing.assert_close(centre, grid[:, 1:3, 1:3].mean(dim=(1, 2)))
+    torch.testing.assert_close(mean_pooled, patches.mean(1))
+    with pytest.raises(DamaUserError, match="pooling 'max'"):
+        build_probe_encoder(export, name="random", pool="max")
+
+
+def test_centre_readout_tells_the_labelled_cell_from_its_neighbours(tmp_path):
+    x, y = _centred_batch(200, seed=0)
+    data = _write_crops(tmp_path / "crops", x, y)
+    kw = dict(weights=None, task="celltype", data=data, model_size="test", patch_size=8,
+              img_size=32, seed=0, progress=False)
+    centre = run_probes(**kw)  # the default readout
+    mean = run_probes(**kw, pool="mean")
+    assert centre["settings"]["pool"] == "centre" and mean["settings"]["pool"] == "mean"
+    for probe in ("knn", "linear"):
+        assert centre[probe]["accuracy"] >= 0.95, (probe, centre[probe]["accuracy"])
+        assert centre[probe]["accuracy"] >= mean[probe]["accuracy"] + 0.1, \
+            (probe, centre[probe]["accuracy"], mean[probe]["accuracy"])
+    with pytest.raises(DamaUserError, match="unknown --pool 'max'"):
+        run_probes(**kw, pool="max")
 
 
 # --------------------------------------------------------------------------- the probes
