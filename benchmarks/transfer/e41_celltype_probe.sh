@@ -2,7 +2,7 @@
 # E41: does pretraining learn cell type, visibly? (issue 10, item 3: the cell-type probe
 # against pretraining steps for the untrained export / MAE / DAMA)
 #
-# Written 2026-12-06 23:20 UTC, before any E41 run.
+# Written 2026-12-06 22:58 UTC (commit 62374bb), before any E41 run.
 # Data: the synthetic 7-channel crops of `dama-det data synth` (5 cell types x 100, 128 px):
 # pretraining sees the crops of data seed 0 (E8's crops, labels unused); the probes are
 # fitted and scored on 500 other crops (data seed 1: cells never seen in pretraining),
@@ -21,7 +21,7 @@
 #  (a) pretraining learns cell type: DAMA-2400 - untrained > 0 on every seed with the
 #      mean > its std, for the `centre` readout; (a') the same for `mean`.
 #  (b) DAMA >= MAE: mean paired DAMA-2400 - MAE-2400 >= 0 (`centre`; `mean` reported).
-# Amended 23:03 UTC, after 2 epochs of the first run and before any probe: the 7-channel
+# Amended 23:00 UTC (commit e8ce1be), after 2 epochs of the first run and before any probe: the 7-channel
 # crops pretrain at 33 img/s on one core (15 s per epoch, 40 min per 160-epoch run), so
 # the schedule is cut to E8's, 60 epochs (900 steps, 6 warm-up epochs), encoders probed at
 # 0, 15, 30 and 60 epochs; the rules read "DAMA-900" / "MAE-900" for "-2400".

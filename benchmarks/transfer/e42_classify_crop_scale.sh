@@ -1,7 +1,7 @@
 #!/bin/bash
 # E42: the paper's headline, small, with a crop that keeps the cell (issue 10, item 7)
 #
-# Written 2026-12-06 23:12 UTC, before any E42 run.
+# Written 2026-12-06 23:03 UTC (commit e7f8f06), before any E42 run.
 # Why: E8's 10-fold classification (paper's fine-tuning recipe) reached 45 % on the
 # synthetic crops with train-fold accuracy equal to test accuracy (underfit), while the
 # 7 channel means of the central 16 x 16 px separate the 5 types perfectly (E41's floor)
