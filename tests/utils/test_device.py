@@ -3,6 +3,8 @@ each choice gives on CPU (auto: bf16 only where the stage asks for it and the CP
 native bf16)."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -44,8 +46,27 @@ def test_auto_on_cpu_follows_the_cpu_and_the_stage(monkeypatch, native):
     # stages that did not measure bf16 at parity stay fp32 under auto
     assert resolve_amp_dtype("auto", CPU) is None
     # explicit choices do not depend on the CPU
-    assert resolve_amp_dtype("bf16", CPU) is torch.bfloat16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert resolve_amp_dtype("bf16", CPU) is torch.bfloat16
     assert resolve_amp_dtype("off", CPU, bf16_on_native_cpu=True) is None
+
+
+def test_explicit_bf16_warns_only_on_a_cpu_without_native_bf16(monkeypatch):
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match=r"--amp bf16 on a CPU without native bf16 .*"
+                      r"--amp auto or off runs fp32"):
+        assert resolve_amp_dtype("bf16", CPU) is torch.bfloat16
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        assert resolve_amp_dtype("bf16", CPU) is torch.bfloat16
+        assert resolve_amp_dtype("auto", CPU, bf16_on_native_cpu=True) is torch.bfloat16
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # auto and off never warn: they pick fp32 here
+        assert resolve_amp_dtype("auto", CPU, bf16_on_native_cpu=True) is None
+        assert resolve_amp_dtype("off", CPU) is None
 
 
 def test_bad_amp_choices_are_user_errors():
