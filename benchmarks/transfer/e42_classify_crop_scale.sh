@@ -55,12 +55,12 @@ if [ $STAGE = dev ] || [ $STAGE = all ]; then
   done
 fi
 if [ $STAGE = dev-lr ] || [ $STAGE = all ]; then
-  MIN=${MIN:?set MIN to the dev screen's choice}
+  MIN=${MIN:?set MIN to the dev screen choice}
   $B classify --data $E41/data_probe/crops --out $D/dev_${MIN}_blr1e-2 --method random $MINI --folds 2 $C --blr 1e-2 --crop-scale $MIN 1.0
 fi
 if [ $STAGE = eval ] || [ $STAGE = all ]; then
-  MIN=${MIN:?set MIN to the dev screen's choice}
-  BLR=${BLR:?set BLR to the dev screen's choice}
+  MIN=${MIN:?set MIN to the dev screen choice}
+  BLR=${BLR:?set BLR to the dev screen choice}
   $B classify --data $E41/data_pre/crops --out $D/eval_paper --method random $MINI --folds 5 $C --blr 1e-3 --crop-scale 0.08 1.0
   $B classify --data $E41/data_pre/crops --out $D/eval_${MIN}_$BLR --method random \
       --method dama=$E41/dama/seed0/ep60.pth --method mae=$E41/mae/seed0/ep60.pth \
