@@ -10,8 +10,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ["demo_end_to_end", "compare_dsb2018_cpu", "transfer_study", "labels_curve_dsb2018",
-         "amp_parity", "pretrain_speed", "pretrain_profile", "compile_trial", "detect_speed",
-         "tiling_speed", "eval_speed", "data_io", "classification"]
+         "amp_parity", "bf16_cpu_speed", "pretrain_speed", "pretrain_profile", "compile_trial",
+         "detect_speed", "tiling_speed", "eval_speed", "data_io", "classification"]
 HEADER = """# Benchmarks
 
 Speed and memory figures of dama_det on this project's reference machine: 2 CPU cores,
@@ -22,8 +22,9 @@ tiling, torch.compile, evaluation, data I/O) come from one run on 2026-12-04 15:
 UTC with nothing else on the machine (the load average they print, 1-2, is their own
 2 threads), on an Intel Xeon with AMX-BF16 and avx512_bf16; the machine behind the
 project's name changed between sessions, and the studies (transfer, floor, classification)
-ran earlier on an AMD EPYC with avx512_bf16 (no AMX), often on shared cores. Ratios
-measured inside one run are more reliable than absolute times.
+ran earlier on an AMD EPYC with avx512_bf16 (no AMX), often on shared cores; E41, E42 and
+the bf16 section ran on 2026-12-06/07 on another AMD EPYC with AVX2 only (no native bf16).
+Ratios measured inside one run are more reliable than absolute times.
 """
 
 
