@@ -1,6 +1,7 @@
 """Fine-tuning augmentation for N-channel crops (tensors, any channel count).
 
-Training: torchvision's ``RandomResizedCrop`` (the paper's augmentation), horizontal
+Training: torchvision's ``RandomResizedCrop`` (the paper's augmentation; by default over
+the whole crop, since a cell-centred crop must keep its cell), horizontal
 and vertical flips (cells have no up/down), then timm's ``RandomErasing`` per sample.
 Both libraries work on ``(C, H, W)`` tensors with any ``C`` (RandomErasing takes the
 channel count from the tensor; ``tests/classification/test_finetuning.py`` checks it on 7
@@ -20,7 +21,7 @@ ERASE_MODES = ("const", "rand", "pixel")
 
 def build_train_transform(
     img_size: int,
-    crop_scale: tuple[float, float] = (0.08, 1.0),
+    crop_scale: tuple[float, float] = (1.0, 1.0),
     hflip: float = 0.5,
     vflip: float = 0.5,
     reprob: float = 0.25,
@@ -31,7 +32,9 @@ def build_train_transform(
 
     Args:
         img_size: output side length ``S``.
-        crop_scale: area range of RandomResizedCrop (fraction of the crop).
+        crop_scale: area range of RandomResizedCrop (fraction of the crop); the default
+            (1, 1) keeps the whole cell-centred crop (aspect jitter only), the paper's
+            (0.08, 1) often cuts the labelled cell away.
         hflip: probability of a horizontal flip.
         vflip: probability of a vertical flip.
         reprob: random erasing probability (0 disables it).

@@ -39,7 +39,7 @@ class FinetuneConfig:
     epochs: int = 150
     warmup_epochs: float = 5.0
     batch_size: int = 128
-    blr: float = 5e-4
+    blr: float = 1e-2
     lr: float | None = None
     min_lr: float = 1e-5
     weight_decay: float = 0.05
@@ -53,7 +53,7 @@ class FinetuneConfig:
     reprob: float = 0.25
     remode: str = "const"
     recount: int = 1
-    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_scale: tuple[float, float] = (1.0, 1.0)
     hflip: float = 0.5
     vflip: float = 0.5
     clip_grad: float | None = None

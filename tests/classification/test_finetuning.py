@@ -85,3 +85,21 @@ def test_random_erasing_and_crops_work_on_seven_channels():
         assert build_train_transform(32, reprob=1.0, remode=remode)(x.clone()).shape == (7, 32, 32)
     assert build_eval_transform(64)(x).shape == (7, 64, 64)
     assert torch.equal(build_eval_transform(128)(x), x)
+
+
+def test_default_training_crop_keeps_the_labelled_cell_at_the_centre():
+    """A cell-centred crop (marker channel 2 bright over the central 16 x 16 px): the
+    default crop (the whole crop, flips only) keeps the cell under the centre in every
+    draw; the paper's RandomResizedCrop(0.08-1) loses it in most (E42's reason)."""
+    cell = torch.zeros(7, 128, 128)
+    cell[2, 56:72, 56:72] = 1.0
+
+    def centred(tf) -> float:
+        torch.manual_seed(0)
+        return sum(float(tf(cell)[2, 60:68, 60:68].mean()) > 0.5 for _ in range(100)) / 100
+
+    default = build_train_transform(128, reprob=0)
+    assert centred(default) == 1.0
+    torch.manual_seed(1)
+    assert all(torch.equal(default(cell), cell) for _ in range(10))  # symmetric cell: flips only
+    assert centred(build_train_transform(128, crop_scale=(0.08, 1.0), reprob=0)) < 0.5
