@@ -122,6 +122,29 @@ def probe_encoder(model: DAMAPretrainer, args: PretrainOptions,
     return out
 
 
+def _untrained_input_stats(args: PretrainOptions) -> tuple[list[float], list[float]] | None:
+    """The input standardisation a run on ``--data`` would record, for ``--untrained``.
+
+    With ``--pixel-stats data`` and a ``--data`` folder, the statistics are computed as
+    pretraining computes them, so the untrained export (the `init` control) sees input
+    standardised like its pretrained counterpart's does in `dama-det probe`. Without a
+    data folder there is nothing to measure: the export records none (and says so).
+    The global RNGs are not touched, so the weights stay the seeded start.
+    """
+    if args.pixel_stats != "data":
+        return None
+    if not args.data or not Path(args.data).is_dir():
+        print("note: no --data folder, so the untrained export records no input "
+              "standardisation (a pretrained export made with --pixel-stats data does)")
+        return None
+    dataset = CropFolderDataset(Path(args.data), args.in_chans, None, args.scaling,
+                                show_progress=False)
+    stats = pixel_stats(range(len(dataset)), dataset.load, max_images=1000, seed=args.seed,
+                        progress=False)
+    print(f"input standardisation from the crops: mean {stats[0]}, std {stats[1]}")
+    return stats
+
+
 def _resolve_resume(args: PretrainOptions, out: Path) -> Path | None:
     if not args.resume:
         return None
@@ -175,7 +198,7 @@ def run_pretraining(args: PretrainOptions | argparse.Namespace) -> dict[str, Any
                          remove=glob_outputs(out, RUN_OUTPUTS))
     seed_everything(args.seed + rank)
     if args.untrained:
-        model = build_model(args)
+        model = build_model(args, _untrained_input_stats(args))
         export = export_pretrainer(model, out / "encoder.pth", epoch=0)
         print(f"untrained {args.method} encoder export: {export}")
         return {"epochs_run": 0, "last": {}, "best_loss": float("nan"), "checkpoint": None,

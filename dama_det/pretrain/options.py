@@ -107,7 +107,9 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                      help="checkpoints, log.jsonl, tensorboard/, figures/, encoder.pth")
     out.add_argument("--untrained", action="store_true",
                      help="write the untrained model's encoder export (the `init` control: "
-                     "same architecture and seed, no step taken) and exit")
+                     "same architecture and seed, no step taken; with --data and "
+                     "--pixel-stats data, the input standardisation the run would record) "
+                     "and exit")
     out.add_argument("--resume", default=None, metavar="CKPT",
                      help="checkpoint to continue from, or 'auto' "
                           "(OUTPUT_DIR/checkpoint-last.pth if any)")

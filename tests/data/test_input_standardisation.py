@@ -133,7 +133,9 @@ def test_untrained_export_is_the_seeded_initialisation_and_loads(tmp_path, capsy
     args = small_args(tmp_path / "no-data-needed", tmp_path / "init", "--method", "dama",
                       "--seed", "3", "--untrained")
     assert main(["pretrain", *args]) == 0
-    assert "untrained dama encoder export" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "untrained dama encoder export" in printed
+    assert "records no input standardisation" in printed  # no data folder to measure
     meta = load_encoder_export(tmp_path / "init" / "encoder.pth")
     assert meta["epoch"] == 0 and meta["method"] == "dama"
     assert not (tmp_path / "init" / "checkpoint-last.pth").exists()
@@ -145,8 +147,18 @@ def test_untrained_export_is_the_seeded_initialisation_and_loads(tmp_path, capsy
     data = write_crops(tmp_path / "crops", 4)
     assert main(["pretrain", *small_args(data, tmp_path / "trained", "--method", "dama",
                                          "--seed", "3", "--epochs", "1", "--lr", "0")]) == 0
-    trained = load_encoder_export(tmp_path / "trained" / "encoder.pth")["model"]
+    trained_export = load_encoder_export(tmp_path / "trained" / "encoder.pth")
+    trained = trained_export["model"]
     assert all(torch.equal(trained[k], meta["model"][k]) for k in ref)
+    # without a data folder the export records no standardisation, and says so; with
+    # one it records what the pretraining run records, and the weights stay the start
+    assert meta["pixel_mean"] is None and trained_export["pixel_mean"] is not None
+    assert main(["pretrain", *small_args(data, tmp_path / "init_data", "--method", "dama",
+                                         "--seed", "3", "--untrained")]) == 0
+    with_stats = load_encoder_export(tmp_path / "init_data" / "encoder.pth")
+    assert with_stats["pixel_mean"] == trained_export["pixel_mean"]
+    assert with_stats["pixel_std"] == trained_export["pixel_std"]
+    assert all(torch.equal(with_stats["model"][k], meta["model"][k]) for k in ref)
     # and it goes through the detection loader like any export
     from detectron2.modeling.backbone import ViT
 
