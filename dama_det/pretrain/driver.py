@@ -139,9 +139,17 @@ def _untrained_input_stats(args: PretrainOptions) -> tuple[list[float], list[flo
         return None
     dataset = CropFolderDataset(Path(args.data), args.in_chans, None, args.scaling,
                                 show_progress=False)
+    return _crop_input_stats(dataset, args, show=True, progress=False)
+
+
+def _crop_input_stats(dataset: CropFolderDataset, args: PretrainOptions, *, show: bool,
+                      progress: bool) -> tuple[list[float], list[float]]:
+    """Per-channel mean / std of (a seeded sample of up to 1000) scaled crops: the input
+    standardisation a run records (``--pixel-stats data``); printed when ``show``."""
     stats = pixel_stats(range(len(dataset)), dataset.load, max_images=1000, seed=args.seed,
-                        progress=False)
-    print(f"input standardisation from the crops: mean {stats[0]}, std {stats[1]}")
+                        progress=progress)
+    if show:
+        print(f"input standardisation from the crops: mean {stats[0]}, std {stats[1]}")
     return stats
 
 
@@ -220,11 +228,8 @@ def run_pretraining(args: PretrainOptions | argparse.Namespace) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     input_stats = None
     if args.pixel_stats == "data":
-        input_stats = pixel_stats(range(len(dataset)), dataset.load, max_images=1000,
-                                  seed=args.seed, progress=is_main and args.progress)
-        if is_main:
-            print(f"input standardisation from the crops: mean {input_stats[0]}, "
-                  f"std {input_stats[1]}")
+        input_stats = _crop_input_stats(dataset, args, show=is_main,
+                                        progress=is_main and args.progress)
     model = build_model(args, input_stats).to(device)
     explicit_attention_for_cpu_bf16(model, device, amp_dtype)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,

@@ -48,7 +48,7 @@ def centre_patch_grid(gh: int, gw: int) -> tuple[slice, slice]:
         ``(rows, cols)`` slices into the grid.
     """
     def middle(n: int) -> slice:
-        return slice(n // 2 - 1, n // 2 + 1) if n % 2 == 0 and n > 1 else slice(n // 2, n // 2 + 1)
+        return slice(n // 2 - 1, n // 2 + 1) if n % 2 == 0 else slice(n // 2, n // 2 + 1)
 
     return middle(int(gh)), middle(int(gw))
 
