@@ -34,7 +34,7 @@ mkdir -p $D
 [ -f $D/crops/crops.csv ] || $B data crops $DSB/train --out $D/crops --crop-size 128 --max-crops 2000 --quiet
 for s in $SEEDS; do
   R=$D/seed$s; mkdir -p $R
-  P="--data $D/crops --method dama --model mini --epochs 40 --batch-size 32 --blr 1e-3 --pixel-stats data --weight-init xavier_small_residual --seed $s --num-workers 0 --no-progress"
+  P="--data $D/crops --in-chans 1 --method dama --model mini --epochs 40 --batch-size 32 --blr 1e-3 --pixel-stats data --weight-init xavier_small_residual --seed $s --num-workers 0 --no-progress"
   [ -f $R/init.pth ] || { $B pretrain $P --untrained --output-dir $R/run_init > /dev/null; mv $R/run_init/encoder.pth $R/init.pth; }
   [ -f $R/init_raw.pth ] || $PY -c "
 import sys; from dama_det.encoder_export.format import load_encoder_export; from dama_det.utils.io import atomic_torch_save
