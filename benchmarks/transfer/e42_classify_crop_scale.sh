@@ -48,7 +48,7 @@ STAGE=${3:-all}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 B=${DAMA_DET:-dama-det}
 MINI="--embed-dim 128 --depth 4 --num-heads 4"  # random init alone: the mini ViT, as with the exports
-C="--epochs 20 --warmup-epochs 2 --batch-size 32 --amp off --workers 0 --quiet"
+C="--epochs 20 --warmup-epochs 2 --batch-size 32 --amp off --workers 0 --quiet --random-pos-embed trunc_normal"  # E42 ran before the sin-cos default (E43)
 if [ $STAGE = dev ] || [ $STAGE = all ]; then
   for m in ${DEV_MINS:-0.08 0.35 1.0}; do
     $B classify --data $E41/data_probe/crops --out $D/dev_$m --method random $MINI --folds 2 $C --blr 1e-3 --crop-scale $m 1.0

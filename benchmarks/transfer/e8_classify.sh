@@ -14,5 +14,5 @@ for m in mae dama; do
       --resume auto && $B export $D/$m/checkpoint-last.pth --out $D/$m.pth; }
 done
 $B classify --data $D/data/crops --out $D/cls --method random --method mae=$D/mae.pth \
-    --method dama=$D/dama.pth --folds 10 --epochs 20 --warmup-epochs 2 --batch-size 32 --blr 1e-3 --crop-scale 0.08 1.0 \
+    --method dama=$D/dama.pth --folds 10 --epochs 20 --warmup-epochs 2 --batch-size 32 --blr 1e-3 --crop-scale 0.08 1.0 --random-pos-embed trunc_normal \
     --amp bf16 --workers 0 --quiet

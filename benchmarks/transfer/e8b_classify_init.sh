@@ -14,4 +14,4 @@ B=dama-det
 [ -f $D/init/encoder.pth ] || $B pretrain --data $D/data/crops --output-dir $D/init --method dama \
     --model mini --weight-init xavier --seed 0 --untrained
 $B classify --data $D/data/crops --out $D/cls_init --method init=$D/init/encoder.pth \
-    --folds 10 --epochs 20 --warmup-epochs 2 --batch-size 32 --blr 1e-3 --crop-scale 0.08 1.0 --amp bf16 --workers 0 --quiet
+    --folds 10 --epochs 20 --warmup-epochs 2 --batch-size 32 --blr 1e-3 --crop-scale 0.08 1.0 --random-pos-embed trunc_normal --amp bf16 --workers 0 --quiet

@@ -14,7 +14,7 @@
 """
 from .finetuning import FinetuneConfig
 from .folds import load_or_create_folds, stratified_kfold
-from .model import ViTArch, build_classifier, load_export_into
+from .model import ViTArch, build_classifier, load_export_into, start_from_sincos_positions
 from .options import ClassifyMethod, ClassifyOptions, parse_method
 from .run import run_classification
 
@@ -25,6 +25,7 @@ __all__ = [
     "ViTArch",
     "build_classifier",
     "load_export_into",
+    "start_from_sincos_positions",
     "load_or_create_folds",
     "parse_method",
     "run_classification",

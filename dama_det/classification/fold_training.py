@@ -22,7 +22,7 @@ from .augment import build_eval_transform, build_train_transform
 from .dataset import CropDataset, CropIndex
 from .finetuning import accuracy_percent, evaluate, finetune
 from .methods import PreparedMethod
-from .model import build_classifier, load_export_into
+from .model import build_classifier, load_export_into, start_from_sincos_positions
 from .options import ClassifyOptions
 
 CLASSIFIER_FORMAT = "dama_det.classifier.v1"
@@ -42,6 +42,8 @@ def train_fold(opts: ClassifyOptions, info: DistInfo, device: torch.device,
                              num_classes=num_classes, drop_path=cfg.drop_path)
     if m.export is not None:
         load_export_into(model, m.spec.export_path, m.export)
+    elif opts.random_pos_embed == "sincos":
+        start_from_sincos_positions(model)
     model.to(device)
     explicit_attention_for_cpu_bf16(model, device, amp_dtype)
     train_tf = build_train_transform(img_size, crop_scale=tuple(cfg.crop_scale), hflip=cfg.hflip,

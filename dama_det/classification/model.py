@@ -19,9 +19,11 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ..encoder_export.format import ViTArch, load_encoder_export
 from ..encoder_export.loading import CLASSIFIER_KEYS, EncoderLoadReport, prepare_encoder_state
+from ..encoder_export.sizes import RANDOM_POS_EMBEDS
 from ..errors import DamaUserError
 
-__all__ = ["ViTArch", "build_classifier", "load_export_into"]
+__all__ = ["RANDOM_POS_EMBEDS", "ViTArch", "build_classifier", "load_export_into",
+           "start_from_sincos_positions"]
 
 
 def build_classifier(
@@ -54,6 +56,25 @@ def build_classifier(
         embed_dim=arch.embed_dim, depth=arch.depth, num_heads=arch.num_heads,
         mlp_ratio=arch.mlp_ratio, drop_path_rate=drop_path,
     )
+
+
+def start_from_sincos_positions(model: VisionTransformer) -> None:
+    """Set ``model.pos_embed`` to the 2-D sin-cos table of its patch grid, in place.
+
+    The table is the one pretraining fixes (zeros for the class token), so a randomly
+    initialised classifier starts with the positions an export would bring; the table
+    stays learnable. ``pos_embed`` is ``(1, 1 + gh * gw, D)``.
+    """
+    from ..pretrain.models_mae import sincos_pos_embed
+
+    grid = tuple(model.patch_embed.grid_size)
+    table = sincos_pos_embed(grid, model.pos_embed.shape[-1])
+    if table.shape != model.pos_embed.shape:
+        raise DamaUserError(
+            f"sin-cos position table {tuple(table.shape)} does not fit the classifier's "
+            f"{tuple(model.pos_embed.shape)}")
+    with torch.no_grad():
+        model.pos_embed.copy_(table)
 
 
 def load_export_into(

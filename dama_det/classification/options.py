@@ -58,6 +58,7 @@ class ClassifyOptions:
     seed: int = 0
     img_size: int | None = None
     arch: ViTArch | None = None
+    random_pos_embed: str = "sincos"  # random init's position table: "sincos" or "trunc_normal"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     device: str = "auto"
     amp: str = "auto"

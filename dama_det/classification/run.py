@@ -159,6 +159,8 @@ def _run(opts: ClassifyOptions, info: DistInfo, device: torch.device) -> dict[st
     }
     for m in methods:
         fp = {**common_fp, **m.fingerprint()}
+        if m.export is None:  # random init: how its position table starts
+            fp["random_pos_embed"] = opts.random_pos_embed
         entry = store["methods"].get(m.spec.name)
         if entry is not None and entry.get("folds"):
             check_fingerprint(store_path, m.spec.name, entry.get("fingerprint"), fp)

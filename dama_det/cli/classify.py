@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..encoder_export.sizes import CLASSIFIER_SIZES, model_size
+from ..encoder_export.sizes import CLASSIFIER_SIZES, RANDOM_POS_EMBEDS, model_size
 from ._args import HelpFormatter, fraction, positive_int
 
 EXAMPLE = """example:
@@ -70,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = p.add_argument_group("model (random init; exports bring their own architecture)")
     model.add_argument("--arch", choices=CLASSIFIER_SIZES, default=None,
                        help="ViT size for 'random' (default: the first export's, else tiny)")
+    model.add_argument("--random-pos-embed", choices=RANDOM_POS_EMBEDS, default="sincos",
+                       help="how random init's position table starts: the fixed 2-D sin-cos "
+                       "table exports carry, learned from there (+26 points over trunc_normal "
+                       "on held-out synthetic crops, BENCHMARKS.md E43), or trunc_normal "
+                       "(timm's draw: the paper's random-init baseline)")
     model.add_argument("--embed-dim", type=positive_int, help="override the width")
     model.add_argument("--depth", type=positive_int, help="override the number of blocks")
     model.add_argument("--num-heads", type=positive_int, help="override the number of heads")
@@ -156,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     opts = ClassifyOptions(
         out=args.out, methods=methods, data=args.data, folds=args.folds,
         folds_file=args.folds_file, seed=args.seed, img_size=args.img_size, arch=arch,
-        finetune=cfg, device=args.device, amp=args.amp, synth_per_class=args.synth_per_class,
+        random_pos_embed=args.random_pos_embed, finetune=cfg, device=args.device, amp=args.amp,
+        synth_per_class=args.synth_per_class,
         synth_crop_size=args.synth_crop_size, save_models=args.save_models,
         restart=args.restart, quiet=args.quiet, intensity_scaling=args.intensity_scaling,
         percentile_range=(low, high), pixel_stats=args.pixel_stats,

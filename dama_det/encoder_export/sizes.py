@@ -68,6 +68,13 @@ CLASSIFIER_SIZES = ("tiny", "small", "base")
 #: untrained detectron2 backbone has.
 WEIGHT_INITS = ("xavier_small_residual", "xavier", "trunc_normal")
 
+#: How a randomly initialised classifier's position table starts (``dama-det classify
+#: --random-pos-embed``): the fixed 2-D sin-cos table an export carries (learned from
+#: there; the default), or timm's trunc-normal(0.02) draw (the paper's random-init
+#: baseline). With random weights the sin-cos start gave +26 points on 500 held-out
+#: synthetic cell crops (BENCHMARKS.md, E43).
+RANDOM_POS_EMBEDS = ("sincos", "trunc_normal")
+
 
 def model_size(name: str) -> ViTSize:
     """The size called ``name``.

@@ -6,7 +6,12 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from timm.optim import param_groups_layer_decay
 
-from dama_det.classification.model import ViTArch, build_classifier, load_export_into
+from dama_det.classification.model import (
+    ViTArch,
+    build_classifier,
+    load_export_into,
+    start_from_sincos_positions,
+)
 from dama_det.encoder_export.format import load_encoder_export
 from dama_det.errors import DamaUserError
 from tests.helpers.classification import write_export
@@ -98,3 +103,25 @@ def test_export_written_by_pretraining_loads_without_missing_encoder_keys(tmp_pa
     state = model.state_dict()
     assert torch.equal(state["blocks.0.mlp.fc1.weight"], encoder["blocks.0.mlp.fc1.weight"])
     assert torch.equal(state["pos_embed"], encoder["pos_embed"])
+
+
+def test_random_classifier_starts_from_the_position_table_an_export_brings():
+    """--random-pos-embed sincos: random weights, the pretraining model's fixed sin-cos
+    positions (learnable from there); without it, timm's trunc-normal(0.02) draw."""
+    from dama_det.pretrain.dama import DAMAPretrainer, MethodConfig
+    from dama_det.pretrain.models_mae import MAEConfig
+
+    torch.manual_seed(0)
+    model = build_classifier(ARCH, img_size=64, in_chans=7, num_classes=5)
+    drawn = model.pos_embed.detach().clone()
+    assert drawn.shape == (1, 17, 64) and 0.015 < drawn.std() < 0.025  # timm's draw
+    blocks = model.blocks[0].attn.qkv.weight.detach().clone()
+    start_from_sincos_positions(model)
+    cfg = MAEConfig(img_size=64, patch_size=16, in_chans=7, embed_dim=64, depth=2, num_heads=2,
+                    decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+    exported = DAMAPretrainer(cfg, MethodConfig()).encoder_state_dict()["pos_embed"]
+    assert torch.equal(model.pos_embed.detach(), exported)
+    assert torch.equal(model.pos_embed[0, 0], torch.zeros(64))  # the class token's row
+    assert 0.4 < model.pos_embed[0, 1:].std() < 0.8
+    assert model.pos_embed.requires_grad
+    assert torch.equal(model.blocks[0].attn.qkv.weight, blocks)  # weights untouched

@@ -137,6 +137,12 @@ def test_three_fold_run_on_synthetic_crops_table_resume_and_guard(tmp_path, expo
     rc, _, err = _run(capsys, *[a if a != "30" else "31" for a in args])
     assert rc == 2 and err.startswith("error:") and "epochs: 30 -> 31" in err
     assert len(err.strip().splitlines()) == 1
+    # random init's position table is a setting of the random method: its folds are kept
+    before = (out / "fold_results.json").read_text()
+    rc, _, err = _run(capsys, *args, "--random-pos-embed", "trunc_normal")
+    assert rc == 2 and "method 'random'" in err
+    assert "random_pos_embed: sincos -> trunc_normal" in err
+    assert (out / "fold_results.json").read_text() == before
 
 
 @pytest.mark.parametrize("case, message", [
