@@ -19,11 +19,9 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ..encoder_export.format import ViTArch, load_encoder_export
 from ..encoder_export.loading import CLASSIFIER_KEYS, EncoderLoadReport, prepare_encoder_state
-from ..encoder_export.sizes import RANDOM_POS_EMBEDS
 from ..errors import DamaUserError
 
-__all__ = ["RANDOM_POS_EMBEDS", "ViTArch", "build_classifier", "load_export_into",
-           "start_from_sincos_positions"]
+__all__ = ["ViTArch", "build_classifier", "load_export_into", "start_from_sincos_positions"]
 
 
 def build_classifier(

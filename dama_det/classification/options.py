@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..encoder_export.format import ViTArch
+from ..encoder_export.sizes import RANDOM_POS_EMBEDS
 from ..errors import DamaUserError
 from .finetuning import FinetuneConfig
 from .table import BASELINE
@@ -71,4 +72,9 @@ class ClassifyOptions:
     save_models: bool = False
     restart: bool = False
     quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.random_pos_embed not in RANDOM_POS_EMBEDS:
+            raise DamaUserError(f"random_pos_embed {self.random_pos_embed!r} is not one of "
+                                f"{', '.join(RANDOM_POS_EMBEDS)}")
 

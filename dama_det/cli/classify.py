@@ -72,8 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="ViT size for 'random' (default: the first export's, else tiny)")
     model.add_argument("--random-pos-embed", choices=RANDOM_POS_EMBEDS, default="sincos",
                        help="how random init's position table starts: the fixed 2-D sin-cos "
-                       "table exports carry, learned from there (+26 points over trunc_normal "
-                       "on held-out synthetic crops, BENCHMARKS.md E43), or trunc_normal "
+                       "table exports carry, learned from there (+25 points over trunc_normal "
+                       "on synthetic cell crops, BENCHMARKS.md E43), or trunc_normal "
                        "(timm's draw: the paper's random-init baseline)")
     model.add_argument("--embed-dim", type=positive_int, help="override the width")
     model.add_argument("--depth", type=positive_int, help="override the number of blocks")

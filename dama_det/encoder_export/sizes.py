@@ -71,8 +71,8 @@ WEIGHT_INITS = ("xavier_small_residual", "xavier", "trunc_normal")
 #: How a randomly initialised classifier's position table starts (``dama-det classify
 #: --random-pos-embed``): the fixed 2-D sin-cos table an export carries (learned from
 #: there; the default), or timm's trunc-normal(0.02) draw (the paper's random-init
-#: baseline). With random weights the sin-cos start gave +26 points on 500 held-out
-#: synthetic cell crops (BENCHMARKS.md, E43).
+#: baseline). With random weights the sin-cos start gave +25 points of accuracy, every
+#: fold, on 500 synthetic cell crops (BENCHMARKS.md, E43).
 RANDOM_POS_EMBEDS = ("sincos", "trunc_normal")
 
 

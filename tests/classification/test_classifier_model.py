@@ -125,3 +125,11 @@ def test_random_classifier_starts_from_the_position_table_an_export_brings():
     assert 0.4 < model.pos_embed[0, 1:].std() < 0.8
     assert model.pos_embed.requires_grad
     assert torch.equal(model.blocks[0].attn.qkv.weight, blocks)  # weights untouched
+
+
+def test_unknown_random_position_table_is_refused_by_name(tmp_path):
+    from dama_det.classification.options import ClassifyOptions
+
+    assert ClassifyOptions(out=tmp_path, methods=[]).random_pos_embed == "sincos"
+    with pytest.raises(DamaUserError, match="'learned' is not one of sincos, trunc_normal"):
+        ClassifyOptions(out=tmp_path, methods=[], random_pos_embed="learned")
