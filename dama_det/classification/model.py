@@ -62,17 +62,20 @@ def start_from_sincos_positions(model: VisionTransformer) -> None:
     The table is the one pretraining fixes (zeros for the class token), so a randomly
     initialised classifier starts with the positions an export would bring; the table
     stays learnable. ``pos_embed`` is ``(1, 1 + gh * gw, D)``.
+
+    Raises:
+        DamaUserError: ``D`` is not divisible by 4 (a 2-D sin-cos table needs it).
     """
     from ..pretrain.models_mae import sincos_pos_embed
 
-    grid = tuple(model.patch_embed.grid_size)
-    table = sincos_pos_embed(grid, model.pos_embed.shape[-1])
-    if table.shape != model.pos_embed.shape:
+    width = model.pos_embed.shape[-1]
+    if width % 4:
         raise DamaUserError(
-            f"sin-cos position table {tuple(table.shape)} does not fit the classifier's "
-            f"{tuple(model.pos_embed.shape)}")
+            f"random init's width {width} is not divisible by 4, which the 2-D sin-cos "
+            "position table needs; choose another --embed-dim or --random-pos-embed "
+            "trunc_normal")
     with torch.no_grad():
-        model.pos_embed.copy_(table)
+        model.pos_embed.copy_(sincos_pos_embed(tuple(model.patch_embed.grid_size), width))
 
 
 def load_export_into(

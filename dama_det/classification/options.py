@@ -77,4 +77,3 @@ class ClassifyOptions:
         if self.random_pos_embed not in RANDOM_POS_EMBEDS:
             raise DamaUserError(f"random_pos_embed {self.random_pos_embed!r} is not one of "
                                 f"{', '.join(RANDOM_POS_EMBEDS)}")
-

@@ -154,6 +154,7 @@ def test_three_fold_run_on_synthetic_crops_table_resume_and_guard(tmp_path, expo
     ("method_without_export", "give NAME=EXPORT.pth"),
     ("not_an_export", "not a dama_det encoder export"),
     ("folds_mismatch", "holds 3 folds but --folds 4"),
+    ("random_width", "width 66 is not divisible by 4, which the 2-D sin-cos position table"),
 ])
 def test_bad_inputs_exit_2_with_one_error_line(tmp_path, export, capsys, case, message):
     data = tmp_path / "data"
@@ -186,6 +187,9 @@ def test_bad_inputs_exit_2_with_one_error_line(tmp_path, export, capsys, case, m
         load_or_create_folds(tmp_path / "out" / "folds.json", index.sample_ids, index.labels,
                              index.class_names, k=3)
         extra = ["--folds", "4"]
+    elif case == "random_width":  # the sin-cos start of random init needs a width 4k
+        make_class_crops(data, n_per_class=3, size=32, classes=("a", "b"))
+        extra = ["--embed-dim", "66"]
     rc, stdout, err = _run(capsys, "--data", data, "--out", tmp_path / "out", "--epochs", "1",
                            "--embed-dim", "64", "--depth", "2", "--num-heads", "2",
                            "--workers", "0", *extra)
