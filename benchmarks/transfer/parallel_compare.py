@@ -34,6 +34,7 @@ import yaml
 
 from dama_det.errors import DamaUserError
 from dama_det.pipeline.compare import Comparison
+from dama_det.pipeline.run_settings import check_and_record_settings
 from dama_det.pipeline.run_spec import RunSpec, load_run_spec
 
 
@@ -168,7 +169,7 @@ def main() -> int:
 
     spec, t0 = load_run_spec(args.description), time.time()
     raw = _absolute_raw(spec)
-    out.mkdir(parents=True, exist_ok=True)
+    check_and_record_settings(out, spec)  # refuses a folder made with another description
     Comparison(spec, out).prepare_data()
     print(f"[parallel] data ready in {time.time() - t0:.0f} s", flush=True)
     logs = out / "parallel"

@@ -17,7 +17,8 @@ def register(subparsers) -> None:
         "seeds, paired gains over random init and the untrained export 'init', probe "
         "accuracy), PR-per-IoU and error-breakdown figures with all methods overlaid, and "
         "report.md. A stopped comparison continues where it stopped; a method added to the "
-        "description later runs alone. The YAML keys are documented in "
+        "description later runs alone; a description changed otherwise is refused there "
+        "(settings.json names the changed keys). The YAML keys are documented in "
         "dama_det/pipeline/run_spec.py; shipped descriptions: configs/compare/*.yaml.",
         formatter_class=DefaultsHelpFormatter,
     )
@@ -25,7 +26,9 @@ def register(subparsers) -> None:
     g.add_argument("description", metavar="RUN.yaml", help="run description (YAML)")
     g.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default: outputs/compare_<name>)")
-    g.add_argument("--force", action="store_true", help="re-run stages whose outputs exist")
+    g.add_argument("--force", action="store_true",
+                   help="re-run stages whose outputs exist (and so allow a changed "
+                        "description in an --out that holds the old one's outputs)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     p.set_defaults(func=run)
 

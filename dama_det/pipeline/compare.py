@@ -19,10 +19,13 @@ Layout of the output folder (``_f<fraction>`` for label fractions below 1)::
     runs/classical/predictions/
     eval/seed<k>[_f..][_tta-<mode>]/  metrics.json, summary.md, figures/ (all methods)
     results.md, results.csv, results.json, report.md, ap_vs_labels.png
+    settings.json              per method, the settings its outputs were made with
 
 Every stage is skipped when its outputs exist and pretraining / detector training
 resume from their last checkpoints, so a killed comparison continues where it stopped;
 a method added to the description later is run and the evaluations are redone with it.
+A description changed in any other way (data, schedules, a method's definition) is
+refused in a folder holding outputs of the old one, unless ``force`` (:mod:`.run_settings`).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from typing import Callable
 from ..utils.io import atomic_write_bytes
 from . import steps
 from .compare_results import evaluation_name, fraction_tag, predictions_tag, write_results
+from .run_settings import check_and_record_settings
 from .run_spec import REDRAW_SEED_OFFSET, MethodSpec, RunSpec, load_run_spec
 from .stages import evaluation_lacks, run_stage
 
@@ -192,7 +196,7 @@ class Comparison:
     # ---- everything -----------------------------------------------------------
     def run(self) -> Path:
         """Run (or continue) the comparison; returns the path of ``results.md``."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        check_and_record_settings(self.out, self.spec, force=self.force)
         atomic_write_bytes(self.out / "run.yaml", self.spec.source.read_bytes())
         train, val, crops, channels = self.prepare_data()
         fractions = self.spec.label_fractions

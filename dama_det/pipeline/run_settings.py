@@ -1,0 +1,101 @@
+"""What a comparison's stored outputs were made with, so a changed description is not
+silently mixed with them.
+
+``dama-det compare`` skips every stage whose outputs exist. That lets a stopped run
+continue and a method added later run alone, but a description edited in place (another
+detector schedule, other data, another pretraining length for ``dama``) would reuse the
+old detectors and report them under the new settings. ``settings.json`` in the output
+folder records, per method, every setting its outputs depend on: the shared sections
+(dataset without ``label_fraction``, pretraining, detection without ``tta``, evaluation,
+probes) and the method's own definition. Seeds, label fractions and test-time
+augmentation write to their own folders, so adding them changes no stored output and is
+not recorded; nor is adding a method or a ``probe`` section.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import DamaUserError
+from ..utils.io import atomic_write_bytes
+from .run_spec import MethodSpec, RunSpec
+
+SETTINGS_FILE = "settings.json"
+#: keys that name their own output folders (adding one leaves every stored output valid)
+_ADDITIVE = {"dataset": {"label_fraction"}, "detection": {"tta"}}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON gives it back (paths as strings, tuples as lists)."""
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def method_settings(spec: RunSpec, method: MethodSpec) -> dict[str, Any]:
+    """Every setting ``method``'s outputs in a comparison of ``spec`` depend on.
+
+    Returns:
+        A JSON-plain mapping: ``dataset`` and ``evaluation``; ``detection`` (not for
+        ``classical``, which trains nothing); ``pretrain`` (the method's, overrides
+        applied) for pretrained methods and ``init``; ``probe`` for methods with an
+        encoder; ``method`` (kind, pretraining method, given weights).
+    """
+    kind = method.kind
+    settings: dict[str, Any] = {
+        name: {k: v for k, v in getattr(spec, name).items() if k not in _ADDITIVE.get(name, ())}
+        for name in ("dataset", "evaluation") + (("detection",) if kind != "classical" else ())}
+    if kind in ("pretrain", "init"):
+        settings["pretrain"] = spec.pretrain_of(method)
+    if kind in ("pretrain", "init", "weights"):
+        settings["probe"] = spec.probe
+    settings["method"] = {"kind": kind, "method": method.method, "weights": method.weights}
+    return _plain(settings)
+
+
+def _differences(old: Any, new: Any, key: str) -> list[str]:
+    """``key.sub: old -> new`` for every leaf where ``old`` and ``new`` differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k), new.get(k), f"{key}.{k}")]
+    return [] if old == new else [f"{key}: {old!r} -> {new!r}"]
+
+
+def check_and_record_settings(out: Path, spec: RunSpec, force: bool = False) -> None:
+    """Refuse to continue a comparison in ``out`` whose methods were made with other
+    settings; then record this description's (``out/settings.json``, atomically).
+
+    Args:
+        out: the comparison's output folder.
+        spec: the description about to run.
+        force: every stage is redone, so changed settings are allowed (and recorded).
+
+    Raises:
+        DamaUserError: ``out`` holds outputs of one of ``spec``'s methods made with other
+            settings (each changed key named, old and new value), unless ``force``.
+    """
+    path = out / SETTINGS_FILE
+    recorded: dict[str, Any] = {}
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_text())["methods"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DamaUserError(f"{path}: not a settings record of dama-det compare "
+                                f"({exc}); remove it or use another output folder") from None
+    current = {m.name: method_settings(spec, m) for m in spec.methods}
+    changed = []
+    for name, settings in current.items():
+        before = dict(recorded.get(name, settings))
+        if before.get("probe") is None:  # probes added to a finished run: new files only
+            before["probe"] = settings.get("probe")
+        changed += _differences(before, settings, name)
+    if changed and not force:
+        shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6
+                                          else "")
+        raise DamaUserError(
+            f"{out} holds outputs made with other settings ({shown}); continuing would mix "
+            "them with this description's: use another output folder (--out), or --force "
+            "to redo every stage")
+    recorded.update(current)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps({"methods": recorded}, indent=1, sort_keys=True)
+                              + "\n").encode())

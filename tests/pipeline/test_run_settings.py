@@ -1,0 +1,116 @@
+"""A comparison's output folder refuses a changed description (``settings.json``)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dama_det.cli import main
+from dama_det.errors import DamaUserError
+from dama_det.pipeline.run_settings import SETTINGS_FILE, check_and_record_settings
+from dama_det.pipeline.run_spec import load_run_spec
+
+BASE = """
+dataset: {type: synth, n_train_tiles: 4}
+pretrain: {model: test, epochs: 2}
+detection: {config: x, iters: 7}
+methods: [random, init, classical, {name: long, method: dama, pretrain: {epochs: 5}}]
+"""
+
+
+def _spec(tmp_path: Path, text: str, name: str = "run.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return load_run_spec(path)
+
+
+def _record(tmp_path: Path, text: str, **kw) -> None:
+    check_and_record_settings(tmp_path / "out", _spec(tmp_path, text), **kw)
+
+
+def test_same_description_and_additions_continue(tmp_path):
+    _record(tmp_path, BASE)
+    _record(tmp_path, BASE)
+    # more seeds, label fractions, test-time flips, a probe section, another method:
+    # each writes its own folders, so every stored output stays valid
+    _record(tmp_path, BASE.replace("n_train_tiles: 4", "n_train_tiles: 4, "
+                                   "label_fraction: [0.1, 1.0]")
+            .replace("iters: 7", "iters: 7, tta: flip")
+            .replace("methods: [", "seeds: [0, 1, 2]\nprobe: {}\nmethods: [mae, "))
+    recorded = json.loads((tmp_path / "out" / SETTINGS_FILE).read_text())["methods"]
+    assert sorted(recorded) == ["classical", "init", "long", "mae", "random"]
+    assert recorded["long"]["pretrain"]["epochs"] == 5
+    assert recorded["init"]["pretrain"]["epochs"] == 2
+    assert "pretrain" not in recorded["random"] and "detection" not in recorded["classical"]
+
+
+def test_changed_schedule_is_refused_naming_every_changed_key(tmp_path):
+    _record(tmp_path, BASE)
+    before = (tmp_path / "out" / SETTINGS_FILE).read_bytes()
+    with pytest.raises(DamaUserError) as err:
+        _record(tmp_path, BASE.replace("iters: 7", "iters: 9"))
+    message = str(err.value)
+    for method in ("random", "init", "long"):
+        assert f"{method}.detection.iters: 7 -> 9" in message
+    assert "classical" not in message  # trains nothing: its predictions stay valid
+    assert "--out" in message and "--force" in message
+    assert (tmp_path / "out" / SETTINGS_FILE).read_bytes() == before  # nothing recorded
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    ("{name: long, method: dama, pretrain: {epochs: 5}}",
+     "{name: long, method: dama, pretrain: {epochs: 6}}", "long.pretrain.epochs: 5 -> 6"),
+    ("{name: long, method: dama,", "{name: long, method: mae,",
+     "long.method.method: 'dama' -> 'mae'"),
+    ("n_train_tiles: 4", "n_train_tiles: 5", "random.dataset.n_train_tiles: 4 -> 5"),
+    ("epochs: 2}", "epochs: 3}", "init.pretrain.epochs: 2 -> 3"),
+])
+def test_changed_data_or_method_definition_is_refused(tmp_path, old, new, needle):
+    _record(tmp_path, BASE)
+    assert old in BASE
+    with pytest.raises(DamaUserError, match=needle.replace(".", r"\.").replace("'", ".")):
+        _record(tmp_path, BASE.replace(old, new))
+
+
+def test_changed_shared_pretraining_leaves_random_init_alone(tmp_path):
+    """The shared pretraining epochs reach ``init`` but not ``long`` (its own override)
+    nor random init: only ``init`` is named."""
+    _record(tmp_path, BASE)
+    with pytest.raises(DamaUserError) as err:
+        _record(tmp_path, BASE.replace("epochs: 2}", "epochs: 3}"))
+    assert "init.pretrain.epochs: 2 -> 3" in str(err.value)
+    assert "random." not in str(err.value) and "long." not in str(err.value)
+    # without init, the same change is allowed
+    _record(tmp_path, BASE.replace("epochs: 2}", "epochs: 3}").replace("init, ", ""))
+
+
+def test_force_redoes_and_records_the_new_settings(tmp_path):
+    _record(tmp_path, BASE)
+    _record(tmp_path, BASE.replace("iters: 7", "iters: 9"), force=True)
+    recorded = json.loads((tmp_path / "out" / SETTINGS_FILE).read_text())["methods"]
+    assert recorded["random"]["detection"]["iters"] == 9
+    _record(tmp_path, BASE.replace("iters: 7", "iters: 9"))  # now the recorded one
+    with pytest.raises(DamaUserError, match=r"detection\.iters: 9 -> 7"):
+        _record(tmp_path, BASE)
+
+
+def test_damaged_record_is_a_user_error(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / SETTINGS_FILE).write_text("{not json")
+    with pytest.raises(DamaUserError, match=r"settings\.json: not a settings record"):
+        _record(tmp_path, BASE)
+
+
+def test_compare_cli_refuses_before_any_stage(tmp_path, capsys):
+    """`dama-det compare` on a folder of another description: one error line, rc 2, and
+    no stage runs (the synthetic data would be the first)."""
+    out = tmp_path / "out"
+    _record(tmp_path, BASE)
+    desc = tmp_path / "changed.yaml"
+    desc.write_text(BASE.replace("iters: 7", "iters: 8"))
+    rc = main(["compare", str(desc), "--out", str(out)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error:")
+    assert "random.detection.iters: 7 -> 8" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == [SETTINGS_FILE]  # no data, no run.yaml
