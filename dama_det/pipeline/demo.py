@@ -26,6 +26,7 @@ from typing import Callable
 from ..errors import DamaUserError
 from . import steps
 from .report import write_demo_report
+from .run_settings import check_and_record
 from .stages import StageResult, evaluation_lacks, run_stage
 
 
@@ -83,17 +84,22 @@ def run_demo(
             predictions/, eval/, report.md; controls/ with ``controls``).
         preset: "cpu" (default, ~5 min), "cpu-long" (~10 min), "smoke" (tests) or "gpu".
         seed: random seed of every stage.
-        force: re-run stages whose outputs exist.
+        force: re-run stages whose outputs exist (and so allow another preset or seed
+            in an ``out_dir`` holding a demo's outputs).
         device: "auto", "cpu", "cuda", ...
         controls: also train and evaluate the detector from random init and from the
             untrained export (same schedule and seed; three times the detector time).
         log: progress printer.
+
+    Raises:
+        DamaUserError: unknown preset; ``out_dir`` holds a demo made with another preset
+            or seed (unless ``force``).
     """
     if preset not in PRESETS:
         raise DamaUserError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     size = PRESETS[preset]
     out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    check_and_record(out, {"demo": {**asdict(size), "seed": seed}}, force=force)
     data, pre, det, pred, ev = (out / "data", out / "pretrain", out / "detector",
                                 out / "predictions", out / "eval")
     encoder = out / "encoder.pth"

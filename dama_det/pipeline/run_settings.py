@@ -1,5 +1,5 @@
-"""What a comparison's stored outputs were made with, so a changed description is not
-silently mixed with them.
+"""What a comparison's (or the demo's) stored outputs were made with, so a changed
+description is not silently mixed with them.
 
 ``dama-det compare`` skips every stage whose outputs exist. That lets a stopped run
 continue and a method added later run alone, but a description edited in place (another
@@ -9,7 +9,8 @@ folder records, per method, every setting its outputs depend on: the shared sect
 (dataset without ``label_fraction``, pretraining, detection without ``tta``, evaluation,
 probes) and the method's own definition. Seeds, label fractions and test-time
 augmentation write to their own folders, so adding them changes no stored output and is
-not recorded; nor is adding a method or a ``probe`` section.
+not recorded; nor is adding a method or a ``probe`` section. ``dama-det demo`` records
+its preset's sizes and seed the same way (``--controls`` added later is fine).
 """
 from __future__ import annotations
 
@@ -60,28 +61,28 @@ def _differences(old: Any, new: Any, key: str) -> list[str]:
     return [] if old == new else [f"{key}: {old!r} -> {new!r}"]
 
 
-def check_and_record_settings(out: Path, spec: RunSpec, force: bool = False) -> None:
-    """Refuse to continue a comparison in ``out`` whose methods were made with other
-    settings; then record this description's (``out/settings.json``, atomically).
+def check_and_record(out: Path, current: dict[str, dict[str, Any]], force: bool = False) -> None:
+    """Refuse to continue in ``out`` where a recorded entry (a method, the demo) differs
+    from ``current``; then record ``current`` over the recorded ones (atomically).
 
     Args:
-        out: the comparison's output folder.
-        spec: the description about to run.
+        out: the output folder (``out/settings.json``).
+        current: entry name -> every setting that entry's outputs depend on.
         force: every stage is redone, so changed settings are allowed (and recorded).
 
     Raises:
-        DamaUserError: ``out`` holds outputs of one of ``spec``'s methods made with other
-            settings (each changed key named, old and new value), unless ``force``.
+        DamaUserError: an entry was recorded with other settings (each changed key named,
+            old and new value), unless ``force``; ``settings.json`` is unreadable.
     """
     path = out / SETTINGS_FILE
     recorded: dict[str, Any] = {}
     if path.exists():
         try:
-            recorded = json.loads(path.read_text())["methods"]
+            recorded = json.loads(path.read_text())["made_with"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise DamaUserError(f"{path}: not a settings record of dama-det compare "
-                                f"({exc}); remove it or use another output folder") from None
-    current = {m.name: method_settings(spec, m) for m in spec.methods}
+            raise DamaUserError(f"{path}: not a settings record of dama-det ({exc}); "
+                                "remove it or use another output folder") from None
+    current = _plain(current)
     changed = []
     for name, settings in current.items():
         before = dict(recorded.get(name, settings))
@@ -93,9 +94,25 @@ def check_and_record_settings(out: Path, spec: RunSpec, force: bool = False) -> 
                                           else "")
         raise DamaUserError(
             f"{out} holds outputs made with other settings ({shown}); continuing would mix "
-            "them with this description's: use another output folder (--out), or --force "
-            "to redo every stage")
+            "them with this run's: use another output folder (--out), or --force to redo "
+            "every stage")
     recorded.update(current)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps({"methods": recorded}, indent=1, sort_keys=True)
+    atomic_write_bytes(path, (json.dumps({"made_with": recorded}, indent=1, sort_keys=True)
                               + "\n").encode())
+
+
+def check_and_record_settings(out: Path, spec: RunSpec, force: bool = False) -> None:
+    """:func:`check_and_record` for a comparison: one entry per method of ``spec``
+    (:func:`method_settings`).
+
+    Args:
+        out: the comparison's output folder.
+        spec: the description about to run.
+        force: every stage is redone, so changed settings are allowed (and recorded).
+
+    Raises:
+        DamaUserError: ``out`` holds outputs of one of ``spec``'s methods made with other
+            settings (each changed key named, old and new value), unless ``force``.
+    """
+    check_and_record(out, {m.name: method_settings(spec, m) for m in spec.methods}, force)

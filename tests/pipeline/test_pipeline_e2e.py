@@ -52,6 +52,21 @@ def test_demo_rerun_skips_finished_stages(smoke_demo, capsys):
     assert (smoke_demo / "detector" / "model_final.pth").stat().st_mtime_ns == before
 
 
+def test_demo_with_another_preset_or_seed_is_refused(smoke_demo, capsys):
+    """A finished demo's folder is not reused for another preset or seed: one error line
+    naming what changed, nothing run or overwritten."""
+    before = (smoke_demo / "report.md").stat().st_mtime_ns
+    for flags, needle in ((["--preset", "cpu"], "demo.det_iters: 6 -> 500"),
+                          (["--preset", "smoke", "--seed", "1"], "demo.seed: 0 -> 1")):
+        rc = main(["demo", "--out", str(smoke_demo), "--device", "cpu", *flags])
+        captured = capsys.readouterr()
+        err = [line for line in captured.err.splitlines() if line.strip()]
+        assert rc == 2 and len(err) == 1 and err[0].startswith("error:"), err
+        assert needle in err[0] and "--force" in err[0]
+        assert "[skip]" not in captured.out
+    assert (smoke_demo / "report.md").stat().st_mtime_ns == before
+
+
 def test_demo_controls_added_to_a_finished_demo(smoke_demo, capsys):
     before = (smoke_demo / "detector" / "model_final.pth").stat().st_mtime_ns
     assert main(["demo", "--preset", "smoke", "--out", str(smoke_demo), "--device", "cpu",

@@ -38,7 +38,7 @@ def test_same_description_and_additions_continue(tmp_path):
                                    "label_fraction: [0.1, 1.0]")
             .replace("iters: 7", "iters: 7, tta: flip")
             .replace("methods: [", "seeds: [0, 1, 2]\nprobe: {}\nmethods: [mae, "))
-    recorded = json.loads((tmp_path / "out" / SETTINGS_FILE).read_text())["methods"]
+    recorded = json.loads((tmp_path / "out" / SETTINGS_FILE).read_text())["made_with"]
     assert sorted(recorded) == ["classical", "init", "long", "mae", "random"]
     assert recorded["long"]["pretrain"]["epochs"] == 5
     assert recorded["init"]["pretrain"]["epochs"] == 2
@@ -88,7 +88,7 @@ def test_changed_shared_pretraining_leaves_random_init_alone(tmp_path):
 def test_force_redoes_and_records_the_new_settings(tmp_path):
     _record(tmp_path, BASE)
     _record(tmp_path, BASE.replace("iters: 7", "iters: 9"), force=True)
-    recorded = json.loads((tmp_path / "out" / SETTINGS_FILE).read_text())["methods"]
+    recorded = json.loads((tmp_path / "out" / SETTINGS_FILE).read_text())["made_with"]
     assert recorded["random"]["detection"]["iters"] == 9
     _record(tmp_path, BASE.replace("iters: 7", "iters: 9"))  # now the recorded one
     with pytest.raises(DamaUserError, match=r"detection\.iters: 9 -> 7"):
@@ -98,7 +98,7 @@ def test_force_redoes_and_records_the_new_settings(tmp_path):
 def test_damaged_record_is_a_user_error(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / SETTINGS_FILE).write_text("{not json")
-    with pytest.raises(DamaUserError, match=r"settings\.json: not a settings record"):
+    with pytest.raises(DamaUserError, match=r"settings\.json: not a settings record of dama-det"):
         _record(tmp_path, BASE)
 
 
