@@ -196,7 +196,7 @@ class Comparison:
     # ---- everything -----------------------------------------------------------
     def run(self) -> Path:
         """Run (or continue) the comparison; returns the path of ``results.md``."""
-        check_and_record_settings(self.out, self.spec, force=self.force)
+        record_settings = check_and_record_settings(self.out, self.spec, force=self.force)
         atomic_write_bytes(self.out / "run.yaml", self.spec.source.read_bytes())
         train, val, crops, channels = self.prepare_data()
         fractions = self.spec.label_fractions
@@ -213,8 +213,10 @@ class Comparison:
                          for m in self.spec.methods}
                 metrics[fraction][seed] = self.evaluate(preds, val,
                                                         self.evaluation_name(seed, fraction))
-        return write_results(self.out, self.spec, metrics,
-                             probes=probes if self.spec.probe else None)
+        results = write_results(self.out, self.spec, metrics,
+                                probes=probes if self.spec.probe else None)
+        record_settings()
+        return results
 
     def evaluation_name(self, seed: int, fraction: float) -> str:
         """The folder under ``eval/`` of ``seed``'s evaluation on ``fraction``."""

@@ -99,7 +99,8 @@ def run_demo(
         raise DamaUserError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     size = PRESETS[preset]
     out = Path(out_dir).resolve()
-    check_and_record(out, {"demo": {**asdict(size), "seed": seed}}, force=force)
+    record_settings = check_and_record(out, {"demo": {**asdict(size), "seed": seed}},
+                                       force=force)
     data, pre, det, pred, ev = (out / "data", out / "pretrain", out / "detector",
                                 out / "predictions", out / "eval")
     encoder = out / "encoder.pth"
@@ -168,4 +169,5 @@ def run_demo(
             out, method=size.method, settings={**asdict(size), "controls": controls},
             stages=results), force=force or changed, log=log))
     log(f"report: {report}")
+    record_settings()
     return report

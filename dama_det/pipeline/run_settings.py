@@ -10,13 +10,15 @@ folder records, per method, every setting its outputs depend on: the shared sect
 probes) and the method's own definition. Seeds, label fractions and test-time
 augmentation write to their own folders, so adding them changes no stored output and is
 not recorded; nor is adding a method or a ``probe`` section. ``dama-det demo`` records
-its preset's sizes and seed the same way (``--controls`` added later is fine).
+its preset's sizes and seed the same way (``--controls`` added later is fine). With
+``--force`` a changed entry is recorded only when the run has finished, so a forced run
+stopped half way still refuses a plain continuation.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import DamaUserError
 from ..utils.io import atomic_write_bytes
@@ -61,14 +63,28 @@ def _differences(old: Any, new: Any, key: str) -> list[str]:
     return [] if old == new else [f"{key}: {old!r} -> {new!r}"]
 
 
-def check_and_record(out: Path, current: dict[str, dict[str, Any]], force: bool = False) -> None:
+def _write(path: Path, recorded: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps({"made_with": recorded}, indent=1, sort_keys=True)
+                              + "\n").encode())
+
+
+def check_and_record(out: Path, current: dict[str, dict[str, Any]],
+                     force: bool = False) -> Callable[[], None]:
     """Refuse to continue in ``out`` where a recorded entry (a method, the demo) differs
-    from ``current``; then record ``current`` over the recorded ones (atomically).
+    from ``current``; record the new and unchanged entries now (atomically).
+
+    Entries that ``force`` lets change keep their old record until the returned function
+    is called, once every stage has been redone: a forced run stopped half way leaves
+    old outputs behind, and the next run without ``force`` is then refused, not mixed.
 
     Args:
         out: the output folder (``out/settings.json``).
         current: entry name -> every setting that entry's outputs depend on.
-        force: every stage is redone, so changed settings are allowed (and recorded).
+        force: every stage is redone, so changed settings are allowed.
+
+    Returns:
+        A function that records every entry of ``current``; call it when the run is done.
 
     Raises:
         DamaUserError: an entry was recorded with other settings (each changed key named,
@@ -83,36 +99,44 @@ def check_and_record(out: Path, current: dict[str, dict[str, Any]], force: bool 
             raise DamaUserError(f"{path}: not a settings record of dama-det ({exc}); "
                                 "remove it or use another output folder") from None
     current = _plain(current)
-    changed = []
+    changed: dict[str, list[str]] = {}
     for name, settings in current.items():
         before = dict(recorded.get(name, settings))
-        if before.get("probe") is None:  # probes added to a finished run: new files only
-            before["probe"] = settings.get("probe")
-        changed += _differences(before, settings, name)
+        if "probe" in settings and before.get("probe") is None:  # probes added later
+            before["probe"] = settings["probe"]  # write new files only
+        if diffs := _differences(before, settings, name):
+            changed[name] = diffs
     if changed and not force:
-        shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6
-                                          else "")
+        listed = [d for diffs in changed.values() for d in diffs]
+        shown = "; ".join(listed[:6]) + (f"; and {len(listed) - 6} more" if len(listed) > 6
+                                         else "")
         raise DamaUserError(
             f"{out} holds outputs made with other settings ({shown}); continuing would mix "
             "them with this run's: use another output folder (--out), or --force to redo "
             "every stage")
-    recorded.update(current)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps({"made_with": recorded}, indent=1, sort_keys=True)
-                              + "\n").encode())
+    _write(path, {**recorded, **{k: v for k, v in current.items() if k not in changed}})
+
+    def record_all() -> None:
+        _write(path, {**recorded, **current})
+
+    return record_all
 
 
-def check_and_record_settings(out: Path, spec: RunSpec, force: bool = False) -> None:
+def check_and_record_settings(out: Path, spec: RunSpec,
+                              force: bool = False) -> Callable[[], None]:
     """:func:`check_and_record` for a comparison: one entry per method of ``spec``
     (:func:`method_settings`).
 
     Args:
         out: the comparison's output folder.
         spec: the description about to run.
-        force: every stage is redone, so changed settings are allowed (and recorded).
+        force: every stage is redone, so changed settings are allowed.
+
+    Returns:
+        The function that records every method's settings once the run is done.
 
     Raises:
         DamaUserError: ``out`` holds outputs of one of ``spec``'s methods made with other
             settings (each changed key named, old and new value), unless ``force``.
     """
-    check_and_record(out, {m.name: method_settings(spec, m) for m in spec.methods}, force)
+    return check_and_record(out, {m.name: method_settings(spec, m) for m in spec.methods}, force)

@@ -85,9 +85,18 @@ def test_changed_shared_pretraining_leaves_random_init_alone(tmp_path):
     _record(tmp_path, BASE.replace("epochs: 2}", "epochs: 3}").replace("init, ", ""))
 
 
-def test_force_redoes_and_records_the_new_settings(tmp_path):
+def _record_done(tmp_path: Path, text: str, **kw) -> None:
+    """As a run that finished: record, then the function called at its end."""
+    check_and_record_settings(tmp_path / "out", _spec(tmp_path, text), **kw)()
+
+
+def test_force_redoes_and_records_the_new_settings_when_done(tmp_path):
     _record(tmp_path, BASE)
+    # a forced run stopped half way: its old outputs may remain, so the old record stays
     _record(tmp_path, BASE.replace("iters: 7", "iters: 9"), force=True)
+    with pytest.raises(DamaUserError, match=r"detection\.iters: 7 -> 9"):
+        _record(tmp_path, BASE.replace("iters: 7", "iters: 9"))
+    _record_done(tmp_path, BASE.replace("iters: 7", "iters: 9"), force=True)
     recorded = json.loads((tmp_path / "out" / SETTINGS_FILE).read_text())["made_with"]
     assert recorded["random"]["detection"]["iters"] == 9
     _record(tmp_path, BASE.replace("iters: 7", "iters: 9"))  # now the recorded one
