@@ -13,7 +13,7 @@ from ..encoder_export.format import ViTArch
 from ..encoder_export.loading import EncoderLoadReport
 from ..encoder_export.sizes import model_size
 from .dataset import CropIndex
-from .model import build_classifier, load_export_into, start_from_sincos_positions
+from .model import build_classifier, check_sincos_width, load_export_into
 from .options import ClassifyMethod, ClassifyOptions
 
 
@@ -65,10 +65,7 @@ def prepare_methods(opts: ClassifyOptions, index: CropIndex, img_size: int,
     default_arch = methods[0].arch if methods else ViTArch(**model_size("tiny").encoder())
     random_arch = opts.arch or default_arch
     if opts.random_pos_embed == "sincos" and any(s.export_path is None for s in opts.methods):
-        # random init's starting position table must fit too, before any training starts
-        start_from_sincos_positions(build_classifier(
-            random_arch, img_size=img_size, in_chans=index.in_chans,
-            num_classes=len(index.class_names)))
+        check_sincos_width(random_arch.embed_dim)  # random init's start must fit too
     by_name = {m.spec.name: m for m in methods}
     return [by_name.get(s.name) or PreparedMethod(s, random_arch) for s in opts.methods]
 

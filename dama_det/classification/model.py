@@ -21,7 +21,8 @@ from ..encoder_export.format import ViTArch, load_encoder_export
 from ..encoder_export.loading import CLASSIFIER_KEYS, EncoderLoadReport, prepare_encoder_state
 from ..errors import DamaUserError
 
-__all__ = ["ViTArch", "build_classifier", "load_export_into", "start_from_sincos_positions"]
+__all__ = ["ViTArch", "build_classifier", "check_sincos_width", "load_export_into",
+           "start_from_sincos_positions"]
 
 
 def build_classifier(
@@ -56,6 +57,19 @@ def build_classifier(
     )
 
 
+def check_sincos_width(width: int) -> None:
+    """Refuse a random-init width ``D`` that a 2-D sin-cos position table cannot fill.
+
+    Raises:
+        DamaUserError: ``D`` is not divisible by 4.
+    """
+    if width % 4:
+        raise DamaUserError(
+            f"random init's width {width} is not divisible by 4, which the 2-D sin-cos "
+            "position table needs; choose another --embed-dim or --random-pos-embed "
+            "trunc_normal")
+
+
 def start_from_sincos_positions(model: VisionTransformer) -> None:
     """Set ``model.pos_embed`` to the 2-D sin-cos table of its patch grid, in place.
 
@@ -69,11 +83,7 @@ def start_from_sincos_positions(model: VisionTransformer) -> None:
     from ..pretrain.models_mae import sincos_pos_embed
 
     width = model.pos_embed.shape[-1]
-    if width % 4:
-        raise DamaUserError(
-            f"random init's width {width} is not divisible by 4, which the 2-D sin-cos "
-            "position table needs; choose another --embed-dim or --random-pos-embed "
-            "trunc_normal")
+    check_sincos_width(width)
     with torch.no_grad():
         model.pos_embed.copy_(sincos_pos_embed(tuple(model.patch_embed.grid_size), width))
 

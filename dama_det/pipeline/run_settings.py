@@ -64,7 +64,6 @@ def _differences(old: Any, new: Any, key: str) -> list[str]:
 
 
 def _write(path: Path, recorded: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps({"made_with": recorded}, indent=1, sort_keys=True)
                               + "\n").encode())
 
