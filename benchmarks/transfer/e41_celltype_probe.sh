@@ -29,6 +29,10 @@
 # readout, which is chosen from the pilot above (the crop format is cell-centred), not
 # from E41.
 #   [METHODS="dama mae"] [SEEDS="0 1 2"] bash benchmarks/transfer/e41_celltype_probe.sh [OUT] [STAGE: pretrain|probe|all]
+# E49 reuses this script with other crops and a longer schedule (e49_nuclear_probe.sh):
+#   CROPS (crop folder name under data_pre/ and data_probe/, default crops), IN_CHANS (7),
+#   EPOCHS (probed epochs, the last is the schedule's length; "15 30 60"), WARMUP (6),
+#   SAVE_EVERY (15).
 set -e
 D=${1:-outputs/transfer/e41_celltype_probe}
 STAGE=${2:-all}
@@ -36,14 +40,16 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 B=${DAMA_DET:-dama-det}
 [ -d $D/data_pre ] || $B data synth --out $D/data_pre --n-train-tiles 1 --n-val-tiles 1 --tile-size 128 --n-crops-per-type 100 --seed 0 --quiet
 [ -d $D/data_probe ] || $B data synth --out $D/data_probe --n-train-tiles 1 --n-val-tiles 1 --tile-size 128 --n-crops-per-type 100 --seed 1 --quiet
-EPOCHS="15 30 60"
+EPOCHS=${EPOCHS:-15 30 60}
+FINAL=${EPOCHS##* }
+CROPS=${CROPS:-crops}
 if [ $STAGE != probe ]; then
   for s in ${SEEDS:-0 1 2}; do for m in ${METHODS:-dama mae}; do
     R=$D/$m/seed$s
-    P="--data $D/data_pre/crops --method $m --model mini --epochs 60 --warmup-epochs 6 --batch-size 32 --blr 1e-3 --seed $s --num-workers 0"
+    P="--data $D/data_pre/$CROPS --in-chans ${IN_CHANS:-7} --method $m --model mini --epochs $FINAL --warmup-epochs ${WARMUP:-6} --batch-size 32 --blr 1e-3 --seed $s --num-workers 0"
     [ -f $R/untrained.pth ] || $B pretrain $P --output-dir $R/untrained_run --untrained --no-progress > /dev/null
     [ -f $R/untrained.pth ] || mv $R/untrained_run/encoder.pth $R/untrained.pth
-    [ -f $R/run/checkpoint-0060.pth ] || $B pretrain $P --output-dir $R/run --save-every 15 --vis-every 0 --no-progress --resume auto > $R.log 2>&1
+    [ -f $R/run/checkpoint-$(printf %04d $FINAL).pth ] || $B pretrain $P --output-dir $R/run --save-every ${SAVE_EVERY:-15} --vis-every 0 --no-progress --resume auto > $R.log 2>&1
     for e in $EPOCHS; do [ -f $R/ep$e.pth ] || $B export $R/run/checkpoint-$(printf %04d $e).pth --out $R/ep$e.pth > /dev/null; done
   done; done
 fi
@@ -51,7 +57,7 @@ if [ $STAGE != pretrain ]; then
   for s in ${SEEDS:-0 1 2}; do for m in ${METHODS:-dama mae}; do for e in untrained $(printf "ep%s " $EPOCHS); do
     for pool in centre mean; do
       J=$D/probes/$m-seed$s-$e-$pool.json
-      [ -f $J ] || $B probe --weights $D/$m/seed$s/$e.pth --task celltype --data $D/data_probe/crops --pool $pool --quiet --out $J > /dev/null
+      [ -f $J ] || $B probe --weights $D/$m/seed$s/$e.pth --task celltype --data $D/data_probe/$CROPS --pool $pool --quiet --out $J > /dev/null
     done
   done; done; done
 fi

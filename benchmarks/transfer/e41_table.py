@@ -2,19 +2,20 @@
 pretraining epochs, per method and readout, mean ± std over seeds, and the per-seed
 paired differences the rules use.
 
-    python benchmarks/transfer/e41_table.py OUT/probes
+    python benchmarks/transfer/e41_table.py OUT/probes [--epochs 15 30 60] [--steps-per-epoch 15]
+
+E49 (a longer schedule): ``--epochs 30 60 120 240``; the paired differences use the
+last epoch.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 METHODS = ("dama", "mae")
-POINTS = ("untrained", "ep15", "ep30", "ep60")
-STEPS = {"untrained": 0, "ep15": 225, "ep30": 450, "ep60": 900}
 
 
 def load(root: Path, probe: str) -> dict:
@@ -32,27 +33,30 @@ def ms(values) -> str:
     return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
 
 
-def main(root: Path) -> None:
+def main(root: Path, epochs: list[int], steps_per_epoch: int) -> None:
+    points = ["untrained"] + [f"ep{e}" for e in epochs]
+    steps = {p: (0 if p == "untrained" else int(p[2:]) * steps_per_epoch) for p in points}
+    last, n = points[-1], steps[points[-1]]
     for probe in ("linear", "knn"):
         res = load(root, probe)
         seeds = sorted({k[1] for k in res})
         for pool in ("centre", "mean"):
             print(f"\n{probe} probe, `{pool}` readout, balanced accuracy (%), seeds "
                   f"{', '.join(map(str, seeds))}\n")
-            print("| method | " + " | ".join(f"{p} ({STEPS[p]} steps)" for p in POINTS) + " |")
-            print("|---|" + "---|" * len(POINTS))
+            print("| method | " + " | ".join(f"{p} ({steps[p]} steps)" for p in points) + " |")
+            print("|---|" + "---|" * len(points))
             for m in METHODS:
                 cells = [ms([res[(m, s, p, pool)] for s in seeds if (m, s, p, pool) in res])
-                         for p in POINTS]
+                         for p in points]
                 print(f"| {m} | " + " | ".join(cells) + " |")
             rows = []
             for m in METHODS:
-                d = [res[(m, s, "ep60", pool)] - res[(m, s, "untrained", pool)] for s in seeds
-                     if (m, s, "ep60", pool) in res]
-                rows.append((f"{m}-900 - its untrained export", d))
-            d = [res[("dama", s, "ep60", pool)] - res[("mae", s, "ep60", pool)] for s in seeds
-                 if ("dama", s, "ep60", pool) in res and ("mae", s, "ep60", pool) in res]
-            rows.append(("dama-900 - mae-900", d))
+                d = [res[(m, s, last, pool)] - res[(m, s, "untrained", pool)] for s in seeds
+                     if (m, s, last, pool) in res]
+                rows.append((f"{m}-{n} - its untrained export", d))
+            d = [res[("dama", s, last, pool)] - res[("mae", s, last, pool)] for s in seeds
+                 if ("dama", s, last, pool) in res and ("mae", s, last, pool) in res]
+            rows.append((f"dama-{n} - mae-{n}", d))
             print()
             for name, d in rows:
                 d = np.asarray(d) * 100
@@ -61,4 +65,10 @@ def main(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("probes", type=Path, help="folder of METHOD-seedS-POINT-POOL.json probe files")
+    ap.add_argument("--epochs", type=int, nargs="+", default=[15, 30, 60],
+                    help="probed pretraining epochs (default: E41's)")
+    ap.add_argument("--steps-per-epoch", type=int, default=15, help="optimiser steps per epoch")
+    a = ap.parse_args()
+    main(a.probes, a.epochs, a.steps_per_epoch)
