@@ -39,7 +39,7 @@ def train_fold(opts: ClassifyOptions, info: DistInfo, device: torch.device,
     fold_seed = opts.seed * 1000 + fold  # the same for every method (paper: same seed)
     seed_everything(fold_seed)
     model = build_classifier(m.arch, img_size=img_size, in_chans=index.in_chans,
-                             num_classes=num_classes, drop_path=cfg.drop_path)
+                             num_classes=num_classes, drop_path=cfg.drop_path, pool=opts.pool)
     if m.export is not None:
         load_export_into(model, m.spec.export_path, m.export)
     elif opts.random_pos_embed == "sincos":
@@ -73,7 +73,8 @@ def train_fold(opts: ClassifyOptions, info: DistInfo, device: torch.device,
     if opts.save_models and info.is_main:
         atomic_torch_save({
             "format": CLASSIFIER_FORMAT, "model": model.state_dict(), "arch": asdict(m.arch),
-            "img_size": img_size, "in_chans": index.in_chans, "class_names": index.class_names,
+            "img_size": img_size, "pool": opts.pool, "in_chans": index.in_chans,
+            "class_names": index.class_names,
             "channel_names": index.channel_names, "method": m.spec.name, "fold": fold,
             "intensity_scaling": opts.intensity_scaling, "pixel_mean": mean, "pixel_std": std,
         }, Path(opts.out) / "models" / m.spec.name / f"fold{fold}.pth")

@@ -2,11 +2,14 @@
 
 The classifier is timm's ``VisionTransformer`` with global average pooling over the
 patch tokens followed by ``fc_norm`` (``global_pool="avg"``; the final ``norm`` is
-then an identity), as in MAE/DAMA fine-tuning. An encoder export (see
-:mod:`dama_det.encoder_export.format`) holds the same key names, so loading it leaves
-only ``head.*`` and ``fc_norm.*`` missing and ``norm.*`` unexpected
-(:data:`~dama_det.encoder_export.loading.CLASSIFIER_KEYS`). The position embedding is
-resampled when the fine-tuning image size gives another patch grid than pretraining.
+then an identity), as in MAE/DAMA fine-tuning (``pool="mean"``), or with the average of
+the patch tokens over the image centre instead (``pool="centre"``,
+:class:`CentrePooledViT`: a cell-centred crop's label is the cell at its centre).
+An encoder export (see :mod:`dama_det.encoder_export.format`) holds the same key
+names, so loading it leaves only ``head.*`` and ``fc_norm.*`` missing and ``norm.*``
+unexpected (:data:`~dama_det.encoder_export.loading.CLASSIFIER_KEYS`). The position
+embedding is resampled when the fine-tuning image size gives another patch grid than
+pretraining.
 """
 from __future__ import annotations
 
@@ -19,16 +22,54 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ..encoder_export.format import ViTArch, load_encoder_export
 from ..encoder_export.loading import CLASSIFIER_KEYS, EncoderLoadReport, prepare_encoder_state
+from ..encoder_export.sizes import CLASSIFIER_POOLS
 from ..errors import DamaUserError
 
-__all__ = ["ViTArch", "build_classifier", "check_sincos_width", "load_export_into",
+__all__ = ["CLASSIFIER_POOLS", "CentrePooledViT", "ViTArch", "build_classifier",
+           "centre_patch_grid", "check_sincos_width", "load_export_into",
            "start_from_sincos_positions"]
 
 
+def centre_patch_grid(gh: int, gw: int) -> tuple[slice, slice]:
+    """Rows and columns of the patches that cover the centre of a ``(gh, gw)`` grid.
+
+    The two middle rows (columns) for an even side, the middle one for an odd side:
+    2 x 2 patches on the 8 x 8 grid of a 128 px crop with 16 px patches, the patch
+    under the centre pixel on a 7 x 7 grid.
+
+    Returns:
+        ``(rows, cols)`` slices into the grid.
+    """
+    def middle(n: int) -> slice:
+        return slice(n // 2 - 1, n // 2 + 1) if n % 2 == 0 else slice(n // 2, n // 2 + 1)
+
+    return middle(int(gh)), middle(int(gw))
+
+
+class CentrePooledViT(VisionTransformer):
+    """timm's ViT classifier whose head reads the mean of the central patch tokens.
+
+    The tokens are those :func:`centre_patch_grid` names (the ones ``dama-det probe
+    --pool centre`` reads), followed by ``fc_norm`` and the head as with average
+    pooling. Weights and their names are the average-pooled model's, so exports load
+    the same way and a saved state dict fits either.
+    """
+
+    def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
+        """``(N, prefix + gh * gw, D)`` tokens -> ``(N, D)``: the central patches' mean."""
+        if pool_type is not None:
+            return super().pool(x, pool_type)
+        gh, gw = self.patch_embed.grid_size
+        rows, cols = centre_patch_grid(gh, gw)
+        grid = x[:, self.num_prefix_tokens:].reshape(len(x), gh, gw, x.shape[-1])
+        return grid[:, rows, cols].mean(dim=(1, 2))
+
+
 def build_classifier(
-    arch: ViTArch, *, img_size: int, in_chans: int, num_classes: int, drop_path: float = 0.0
+    arch: ViTArch, *, img_size: int, in_chans: int, num_classes: int, drop_path: float = 0.0,
+    pool: str = "mean",
 ) -> VisionTransformer:
-    """A randomly initialised ViT classifier (avg pooling + fc_norm + linear head).
+    """A randomly initialised ViT classifier (pooling + fc_norm + linear head).
 
     Args:
         arch: encoder architecture.
@@ -36,10 +77,17 @@ def build_classifier(
         in_chans: input channels.
         num_classes: output classes.
         drop_path: stochastic depth rate.
+        pool: ``"mean"`` (global average pooling of the patch tokens, MAE's) or
+            ``"centre"`` (:class:`CentrePooledViT`).
 
     Returns:
         The model; ``model(x)`` maps ``(N, C, S, S)`` to logits ``(N, num_classes)``.
+
+    Raises:
+        DamaUserError: the size does not fit the patches or heads, or an unknown pool.
     """
+    if pool not in CLASSIFIER_POOLS:
+        raise DamaUserError(f"pool {pool!r} is not one of {', '.join(CLASSIFIER_POOLS)}")
     if img_size % arch.patch_size:
         raise DamaUserError(
             f"image size {img_size} is not a multiple of the patch size {arch.patch_size}; "
@@ -49,7 +97,8 @@ def build_classifier(
         raise DamaUserError(
             f"embed dim {arch.embed_dim} is not divisible by {arch.num_heads} heads"
         )
-    return VisionTransformer(
+    cls = CentrePooledViT if pool == "centre" else VisionTransformer
+    return cls(
         img_size=img_size, patch_size=arch.patch_size, in_chans=in_chans,
         num_classes=num_classes, global_pool="avg", fc_norm=True,
         embed_dim=arch.embed_dim, depth=arch.depth, num_heads=arch.num_heads,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..encoder_export.format import ViTArch
-from ..encoder_export.sizes import RANDOM_POS_EMBEDS
+from ..encoder_export.sizes import CLASSIFIER_POOLS, RANDOM_POS_EMBEDS
 from ..errors import DamaUserError
 from .finetuning import FinetuneConfig
 from .table import BASELINE
@@ -60,6 +60,7 @@ class ClassifyOptions:
     img_size: int | None = None
     arch: ViTArch | None = None
     random_pos_embed: str = "sincos"  # random init's position table: "sincos" or "trunc_normal"
+    pool: str = "mean"  # what the head reads: "mean" (all patch tokens) or "centre"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     device: str = "auto"
     amp: str = "auto"
@@ -77,3 +78,5 @@ class ClassifyOptions:
         if self.random_pos_embed not in RANDOM_POS_EMBEDS:
             raise DamaUserError(f"random_pos_embed {self.random_pos_embed!r} is not one of "
                                 f"{', '.join(RANDOM_POS_EMBEDS)}")
+        if self.pool not in CLASSIFIER_POOLS:
+            raise DamaUserError(f"pool {self.pool!r} is not one of {', '.join(CLASSIFIER_POOLS)}")

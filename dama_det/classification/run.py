@@ -155,7 +155,7 @@ def _run(opts: ClassifyOptions, info: DistInfo, device: torch.device) -> dict[st
         "intensity_scaling": opts.intensity_scaling,
         "percentile_range": (list(opts.percentile_range)
                              if opts.intensity_scaling == "percentile" else None),
-        "pixel_stats": opts.pixel_stats,
+        "pixel_stats": opts.pixel_stats, "pool": opts.pool,
     }
     for m in methods:
         fp = {**common_fp, **m.fingerprint()}
@@ -163,7 +163,9 @@ def _run(opts: ClassifyOptions, info: DistInfo, device: torch.device) -> dict[st
             fp["random_pos_embed"] = opts.random_pos_embed
         entry = store["methods"].get(m.spec.name)
         if entry is not None and entry.get("folds"):
-            check_fingerprint(store_path, m.spec.name, entry.get("fingerprint"), fp)
+            stored = dict(entry.get("fingerprint") or {})
+            stored.setdefault("pool", "mean")  # folds stored before --pool existed
+            check_fingerprint(store_path, m.spec.name, stored, fp)
         entry = store["methods"].setdefault(m.spec.name, {"fingerprint": fp, "folds": {}})
         entry["fingerprint"] = fp
         for fold in range(k):

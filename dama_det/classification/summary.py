@@ -67,6 +67,7 @@ def summarise(opts: ClassifyOptions, index: CropIndex, methods: list[PreparedMet
         "folds_file": str(folds_file),
         "finetune": opts.finetune.fingerprint(),
         "random_pos_embed": opts.random_pos_embed,
+        "pool": opts.pool,
         "intensity_scaling": opts.intensity_scaling,
         "methods": per_method,
         "table": {"header": header, "rows": body, "markdown": to_markdown(header, body),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..encoder_export.sizes import CLASSIFIER_SIZES, RANDOM_POS_EMBEDS, model_size
+from ..encoder_export.sizes import CLASSIFIER_POOLS, CLASSIFIER_SIZES, RANDOM_POS_EMBEDS, model_size
 from ._args import HelpFormatter, fraction, positive_int
 
 EXAMPLE = """example:
@@ -75,6 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "table exports carry, learned from there (+25 points over trunc_normal "
                        "on synthetic cell crops, BENCHMARKS.md E43), or trunc_normal "
                        "(timm's draw: the paper's random-init baseline)")
+    model.add_argument("--pool", choices=CLASSIFIER_POOLS, default="mean",
+                       help="what the head reads: the mean of all patch tokens (MAE's global "
+                       "average pooling) or of the 2 x 2 tokens over the crop's centre, where "
+                       "a cell-centred crop has the cell its label names (`dama-det probe "
+                       "--pool centre`)")
     model.add_argument("--embed-dim", type=positive_int, help="override the width")
     model.add_argument("--depth", type=positive_int, help="override the number of blocks")
     model.add_argument("--num-heads", type=positive_int, help="override the number of heads")
@@ -161,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
     opts = ClassifyOptions(
         out=args.out, methods=methods, data=args.data, folds=args.folds,
         folds_file=args.folds_file, seed=args.seed, img_size=args.img_size, arch=arch,
-        random_pos_embed=args.random_pos_embed, finetune=cfg, device=args.device, amp=args.amp,
+        random_pos_embed=args.random_pos_embed, pool=args.pool, finetune=cfg,
+        device=args.device, amp=args.amp,
         synth_per_class=args.synth_per_class,
         synth_crop_size=args.synth_crop_size, save_models=args.save_models,
         restart=args.restart, quiet=args.quiet, intensity_scaling=args.intensity_scaling,

@@ -74,6 +74,8 @@ WEIGHT_INITS = ("xavier_small_residual", "xavier", "trunc_normal")
 #: baseline). With random weights the sin-cos start gave +25 points of accuracy, every
 #: fold, on 500 synthetic cell crops (BENCHMARKS.md, E43).
 RANDOM_POS_EMBEDS = ("sincos", "trunc_normal")
+#: what the classifier pools before its head: every patch token, or the central ones
+CLASSIFIER_POOLS = ("mean", "centre")
 
 
 def model_size(name: str) -> ViTSize:

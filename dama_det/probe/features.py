@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..classification.model import build_classifier, load_export_into
+from ..classification.model import build_classifier, centre_patch_grid, load_export_into
 from ..encoder_export.format import ViTArch, make_encoder_export
 from ..errors import DamaUserError
 
@@ -35,22 +35,6 @@ from ..errors import DamaUserError
 RANDOM_SOURCE = "random"
 #: crop-level readouts of the patch tokens: the central patches, or all of them.
 POOLS = ("centre", "mean")
-
-
-def centre_patch_grid(gh: int, gw: int) -> tuple[slice, slice]:
-    """Rows and columns of the patches that cover the centre of a ``(gh, gw)`` grid.
-
-    The two middle rows (columns) for an even side, the middle one for an odd side:
-    2 x 2 patches on the 8 x 8 grid of a 128 px crop with 16 px patches, the patch
-    under the centre pixel on a 7 x 7 grid.
-
-    Returns:
-        ``(rows, cols)`` slices into the grid.
-    """
-    def middle(n: int) -> slice:
-        return slice(n // 2 - 1, n // 2 + 1) if n % 2 == 0 else slice(n // 2, n // 2 + 1)
-
-    return middle(int(gh)), middle(int(gw))
 
 
 @dataclass

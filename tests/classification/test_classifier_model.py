@@ -7,6 +7,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.optim import param_groups_layer_decay
 
 from dama_det.classification.model import (
+    CentrePooledViT,
     ViTArch,
     build_classifier,
     load_export_into,
@@ -105,6 +106,34 @@ def test_export_written_by_pretraining_loads_without_missing_encoder_keys(tmp_pa
     assert torch.equal(state["pos_embed"], encoder["pos_embed"])
 
 
+def test_centre_pool_reads_only_the_central_patch_tokens_and_keeps_the_weights():
+    """pool="centre": the head's feature is the mean of the 2 x 2 patch tokens over the
+    centre of the 4 x 4 grid (no class token, no other patch); "mean" averages all 16
+    patch tokens. Both have the same parameters, so exports and saved states fit either."""
+    torch.manual_seed(0)
+    centre = build_classifier(ARCH, img_size=64, in_chans=7, num_classes=5, pool="centre")
+    mean = build_classifier(ARCH, img_size=64, in_chans=7, num_classes=5)
+    assert isinstance(centre, CentrePooledViT) and not isinstance(mean, CentrePooledViT)
+    tokens = torch.randn(3, 17, 64)  # class token + 4 x 4 patches
+    grid = tokens[:, 1:].reshape(3, 4, 4, 64)
+    assert torch.allclose(centre.pool(tokens), grid[:, 1:3, 1:3].mean(dim=(1, 2)))
+    assert torch.allclose(mean.pool(tokens), tokens[:, 1:].mean(dim=1))
+    moved = tokens.clone()
+    moved[:, 0] += 5.0  # the class token
+    moved[:, 1] += 5.0  # a corner patch
+    moved[:, 16] -= 5.0  # the other corner
+    assert torch.equal(centre.pool(moved), centre.pool(tokens))
+    assert not torch.allclose(mean.pool(moved), mean.pool(tokens))
+    assert centre.state_dict().keys() == mean.state_dict().keys()
+    centre.load_state_dict(mean.state_dict())
+    x = torch.rand(2, 7, 64, 64)
+    feats = mean.forward_features(x)
+    assert torch.equal(centre.forward_features(x), feats)
+    assert torch.allclose(centre(x), mean.head(mean.fc_norm(centre.pool(feats))))
+    with pytest.raises(DamaUserError, match="pool 'max' is not one of mean, centre"):
+        build_classifier(ARCH, img_size=64, in_chans=7, num_classes=5, pool="max")
+
+
 def test_random_classifier_starts_from_the_position_table_an_export_brings():
     """--random-pos-embed sincos: random weights, the pretraining model's fixed sin-cos
     positions (learnable from there); without it, timm's trunc-normal(0.02) draw."""
@@ -133,3 +162,6 @@ def test_unknown_random_position_table_is_refused_by_name(tmp_path):
     assert ClassifyOptions(out=tmp_path, methods=[]).random_pos_embed == "sincos"
     with pytest.raises(DamaUserError, match="'learned' is not one of sincos, trunc_normal"):
         ClassifyOptions(out=tmp_path, methods=[], random_pos_embed="learned")
+    assert ClassifyOptions(out=tmp_path, methods=[]).pool == "mean"  # MAE's average pooling
+    with pytest.raises(DamaUserError, match="pool 'cls' is not one of mean, centre"):
+        ClassifyOptions(out=tmp_path, methods=[], pool="cls")
