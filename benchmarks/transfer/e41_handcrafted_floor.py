@@ -1,6 +1,7 @@
-"""E41's handcrafted floor: the cell-type linear probe of `dama-det probe` on 7 numbers
-per crop, the per-channel mean intensity of the whole crop or of its central square
-(same folds, same class-balanced logistic regression).
+"""E41's handcrafted floor: the cell-type linear probe of `dama-det probe` on C numbers
+per crop (7 for E41's crops, 2 for E49's nuclear ones), the per-channel mean intensity
+of the whole crop or of its central square (same folds, same class-balanced logistic
+regression).
 
     python benchmarks/transfer/e41_handcrafted_floor.py CROPS_DIR [SEED]
 """
@@ -36,7 +37,8 @@ def main(root: Path, seed: int = 0) -> None:
     crops = [tifffile.imread(root / r["file"]).astype(np.float64) for r in rows]
     folds = stratified_folds(labels, 2, seed)
     y = torch.from_numpy(labels)
-    print("| feature (7 numbers per crop) | linear probe balanced accuracy (%) |\n|---|---|")
+    print(f"| feature ({len(crops[0])} numbers per crop) | linear probe balanced accuracy (%) |\n"
+          "|---|---|")
     for side in (None, 32, 16):
         x = torch.tensor(np.stack([channel_means(c, side) for c in crops]), dtype=torch.float32)
         res = [linear_probe(x[tr], y[tr], x[te], y[te], num_classes=len(names))

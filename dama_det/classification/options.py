@@ -60,7 +60,7 @@ class ClassifyOptions:
     img_size: int | None = None
     arch: ViTArch | None = None
     random_pos_embed: str = "sincos"  # random init's position table: "sincos" or "trunc_normal"
-    pool: str = "mean"  # what the head reads: "mean" (all patch tokens) or "centre"
+    pool: str = "centre"  # what the head reads: "centre" (the central patch tokens) or "mean"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     device: str = "auto"
     amp: str = "auto"

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "classify",
         help="k-fold classification of cell crops, comparing pretrained encoders",
-        description="Fine-tune a ViT classifier (global average pooling + fc_norm) on "
+        description="Fine-tune a ViT classifier (the mean of the patch tokens over the "
+        "crop's centre, or of all of them with --pool mean, + fc_norm) on "
         "labelled N-channel crops with stratified k-fold cross-validation, once per "
         "method: 'random' (random init) and NAME=EXPORT.pth (an encoder export from "
         "`dama-det export`). Writes the paper's table (table.md, table.csv: one row per "
@@ -75,11 +76,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "table exports carry, learned from there (+25 points over trunc_normal "
                        "on synthetic cell crops, BENCHMARKS.md E43), or trunc_normal "
                        "(timm's draw: the paper's random-init baseline)")
-    model.add_argument("--pool", choices=CLASSIFIER_POOLS, default="mean",
-                       help="what the head reads: the mean of all patch tokens (MAE's global "
-                       "average pooling) or of the 2 x 2 tokens over the crop's centre, where "
-                       "a cell-centred crop has the cell its label names (`dama-det probe "
-                       "--pool centre`)")
+    model.add_argument("--pool", choices=CLASSIFIER_POOLS, default="centre",
+                       help="what the head reads: the mean of the 2 x 2 patch tokens over the "
+                       "crop's centre, where a cell-centred crop has the cell its label names "
+                       "(+26 points for random init, +17 for an export on synthetic nuclear "
+                       "crops, every fold, BENCHMARKS.md E51), or of all patch tokens (MAE's "
+                       "global average pooling, the paper's; use it for crops that are not "
+                       "cell-centred)")
     model.add_argument("--embed-dim", type=positive_int, help="override the width")
     model.add_argument("--depth", type=positive_int, help="override the number of blocks")
     model.add_argument("--num-heads", type=positive_int, help="override the number of heads")

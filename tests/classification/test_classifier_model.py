@@ -162,6 +162,6 @@ def test_unknown_random_position_table_is_refused_by_name(tmp_path):
     assert ClassifyOptions(out=tmp_path, methods=[]).random_pos_embed == "sincos"
     with pytest.raises(DamaUserError, match="'learned' is not one of sincos, trunc_normal"):
         ClassifyOptions(out=tmp_path, methods=[], random_pos_embed="learned")
-    assert ClassifyOptions(out=tmp_path, methods=[]).pool == "mean"  # MAE's average pooling
+    assert ClassifyOptions(out=tmp_path, methods=[]).pool == "centre"  # cell-centred crops
     with pytest.raises(DamaUserError, match="pool 'cls' is not one of mean, centre"):
         ClassifyOptions(out=tmp_path, methods=[], pool="cls")

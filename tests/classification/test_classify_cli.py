@@ -99,7 +99,7 @@ def test_three_fold_run_on_synthetic_crops_table_resume_and_guard(tmp_path, expo
 
     # a saved fold model reproduces its stored test confusion matrix
     saved_model = torch.load(out / "models" / "dama" / "fold2.pth", weights_only=False)
-    assert saved_model["pool"] == "mean"
+    assert saved_model["pool"] == "centre"  # the default
     model = build_classifier(ViTArch(**saved_model["arch"]), img_size=saved_model["img_size"],
                              in_chans=7, num_classes=5, pool=saved_model["pool"])
     model.load_state_dict(saved_model["model"])
@@ -125,12 +125,15 @@ def test_three_fold_run_on_synthetic_crops_table_resume_and_guard(tmp_path, expo
     assert (out / "fold_results.json").read_text() == store
     assert (out / "table.csv").read_text() == table
 
-    # folds stored before --pool existed (no "pool" in their settings) count as "mean"
+    # folds stored before --pool existed (no "pool" in their settings) were made with
+    # average pooling: today's default (centre) refuses them by name, --pool mean continues
     old = json.loads(store)
     for entry in old["methods"].values():
         del entry["fingerprint"]["pool"]
     (out / "fold_results.json").write_text(json.dumps(old))
-    rc, stdout, _ = _run(capsys, *[a for a in args if a != "--quiet"])
+    rc, _, err = _run(capsys, *args)
+    assert rc == 2 and "pool: mean -> centre" in err
+    rc, stdout, _ = _run(capsys, *[a for a in args if a != "--quiet"], "--pool", "mean")
     assert rc == 0 and stdout.count("done earlier, skipped") == 6
     (out / "fold_results.json").write_text(store)
 
@@ -155,23 +158,23 @@ def test_three_fold_run_on_synthetic_crops_table_resume_and_guard(tmp_path, expo
     assert (out / "fold_results.json").read_text() == before
 
 
-def test_centre_pooled_run_records_its_pool_and_its_saved_model_reproduces_it(tmp_path,
-                                                                             capsys):
-    """--pool centre: the setting is in results.json and the fold store, a saved fold
-    model rebuilt with its recorded pool gives the stored confusion matrix, and the same
-    folder with --pool mean is refused naming the change."""
+def test_average_pooled_run_records_its_pool_and_its_saved_model_reproduces_it(tmp_path,
+                                                                              capsys):
+    """--pool mean (MAE's global average pooling; centre is the default): the setting is
+    in results.json and the fold store, a saved fold model rebuilt with its recorded pool
+    gives the stored confusion matrix, and the same folder with the default is refused
+    naming the change."""
     out = tmp_path / "out"
     quick = ["--folds", "2", "--epochs", "2", *TINY[4:]]
-    args = ["--out", out, "--method", "random", "--pool", "centre", "--save-models", *SYNTH,
-            *quick]
-    rc, _, err = _run(capsys, *args)
+    args = ["--out", out, "--method", "random", "--save-models", *SYNTH, *quick]
+    rc, _, err = _run(capsys, *args, "--pool", "mean")
     assert rc == 0, err
     results = json.loads((out / "results.json").read_text())
-    assert results["pool"] == "centre"
+    assert results["pool"] == "mean"
     stored = json.loads((out / "fold_results.json").read_text())["methods"]["random"]
-    assert stored["fingerprint"]["pool"] == "centre"
+    assert stored["fingerprint"]["pool"] == "mean"
     saved = torch.load(out / "models" / "random" / "fold1.pth", weights_only=False)
-    assert saved["pool"] == "centre"
+    assert saved["pool"] == "mean"
     model = build_classifier(ViTArch(**saved["arch"]), img_size=saved["img_size"], in_chans=7,
                              num_classes=5, pool=saved["pool"])
     model.load_state_dict(saved["model"])
@@ -183,8 +186,8 @@ def test_centre_pooled_run_records_its_pool_and_its_saved_model_reproduces_it(tm
     assert conf.tolist() == stored["folds"]["1"]["confusion"]
 
     before = (out / "fold_results.json").read_text()
-    rc, _, err = _run(capsys, *[a if a != "centre" else "mean" for a in args])
-    assert rc == 2 and "pool: centre -> mean" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = _run(capsys, *args)
+    assert rc == 2 and "pool: mean -> centre" in err and len(err.strip().splitlines()) == 1
     assert (out / "fold_results.json").read_text() == before
 
 
