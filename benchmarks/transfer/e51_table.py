@@ -1,11 +1,13 @@
-"""E50's and E51's tables: `dama-det classify` test accuracy per method, and the
+"""E50's, E51's and E52's tables: `dama-det classify` test accuracy per method, and the
 pre-registered per-fold paired differences (rules use the population std, as E43).
 
-    python benchmarks/transfer/e51_table.py E50_OUT E51_OUT
+    python benchmarks/transfer/e51_table.py E50_OUT E51_OUT [E52_OUT]
 
 E51_OUT/dev/{mean,centre}: the pooling decision (centre - mean per method, rule (p));
 E51_OUT/eval/centre-{1,2} (run only if (p) held): E50's methods and folds with centre
 pooling, E50's pairs again and each method's centre - mean against E50.
+E52_OUT/seed{1,2}: init / dama-3600 / mae-3600 of E49's other pretraining seeds on the
+same folds; with seed 0 from E51, the (seed, fold) pairs of rules (g) and (c).
 """
 from __future__ import annotations
 
@@ -83,7 +85,39 @@ def main(e50: Path, e51: Path) -> None:
             for m in mean_eval if m in centre])
 
 
+def seeds_table(e51: Path, e52: Path) -> None:
+    """E52: per pretraining seed means and the pooled (seed, fold) paired differences."""
+    runs = {0: {m: r for i in (1, 2) for m, r in folds(e51 / "eval" / f"centre-{i}").items()}}
+    for seed in (1, 2):
+        if (e52 / f"seed{seed}" / "fold_results.json").is_file():
+            runs[seed] = folds(e52 / f"seed{seed}")
+    methods = ("init", "dama-3600", "mae-3600")
+    print("\nE52: centre pooling, E50's folds, per pretraining seed (test accuracy, %)\n")
+    print("| pretraining seed | " + " | ".join(methods) + " | DAMA - init | DAMA - MAE |")
+    print("|---|" + "---|" * (len(methods) + 2))
+    pooled: dict[str, list[np.ndarray]] = {"g": [], "c": [], "r": []}
+    for seed, res in runs.items():
+        cells = [f"{accuracy(res[m]).mean():.1f}" if m in res else "" for m in methods]
+        g = diff(res["dama-3600"], res["init"]) if {"dama-3600", "init"} <= set(res) else None
+        c = (diff(res["dama-3600"], res["mae-3600"])
+             if {"dama-3600", "mae-3600"} <= set(res) else None)
+        print(f"| {seed} | " + " | ".join(cells) + " | "
+              + " | ".join("" if d is None else f"{d.mean():+.1f} ({len(d)} folds)" for d in (g, c))
+              + " |")
+        for key, d in (("g", g), ("c", c)):
+            if d is not None:
+                pooled[key].append(d)
+        if "dama-3600" in res:
+            pooled["r"].append(diff(res["dama-3600"], runs[0]["random"]))
+    paired([(name, np.concatenate(pooled[key])) for key, name in (
+        ("g", "DAMA-3600 - init, all (seed, fold) pairs, rule (g)"),
+        ("c", "DAMA-3600 - MAE-3600, all pairs, rule (c)"),
+        ("r", "DAMA-3600 - random (E51's), all pairs")) if pooled[key]])
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         raise SystemExit(__doc__)
     main(Path(sys.argv[1]), Path(sys.argv[2]))
+    if len(sys.argv) == 4:
+        seeds_table(Path(sys.argv[2]), Path(sys.argv[3]))
