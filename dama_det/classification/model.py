@@ -26,7 +26,7 @@ from ..encoder_export.sizes import CLASSIFIER_POOLS
 from ..errors import DamaUserError
 
 __all__ = ["CLASSIFIER_POOLS", "CentrePooledViT", "ViTArch", "build_classifier",
-           "centre_patch_grid", "check_sincos_width", "load_export_into",
+           "centre_patch_grid", "centre_patch_mean", "check_sincos_width", "load_export_into",
            "start_from_sincos_positions"]
 
 
@@ -46,6 +46,21 @@ def centre_patch_grid(gh: int, gw: int) -> tuple[slice, slice]:
     return middle(int(gh)), middle(int(gw))
 
 
+def centre_patch_mean(patches: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    """The mean of the patch tokens :func:`centre_patch_grid` names.
+
+    Args:
+        patches: ``(N, gh * gw, D)`` patch tokens in row-major grid order (no prefix).
+        gh, gw: the patch grid.
+
+    Returns:
+        ``(N, D)``.
+    """
+    rows, cols = centre_patch_grid(gh, gw)
+    grid = patches.reshape(len(patches), int(gh), int(gw), patches.shape[-1])
+    return grid[:, rows, cols].mean(dim=(1, 2))
+
+
 class CentrePooledViT(VisionTransformer):
     """timm's ViT classifier whose head reads the mean of the central patch tokens.
 
@@ -59,10 +74,7 @@ class CentrePooledViT(VisionTransformer):
         """``(N, prefix + gh * gw, D)`` tokens -> ``(N, D)``: the central patches' mean."""
         if pool_type is not None:
             return super().pool(x, pool_type)
-        gh, gw = self.patch_embed.grid_size
-        rows, cols = centre_patch_grid(gh, gw)
-        grid = x[:, self.num_prefix_tokens:].reshape(len(x), gh, gw, x.shape[-1])
-        return grid[:, rows, cols].mean(dim=(1, 2))
+        return centre_patch_mean(x[:, self.num_prefix_tokens:], *self.patch_embed.grid_size)
 
 
 def build_classifier(

@@ -15,8 +15,9 @@ images (scaled to about [0, 1]) are standardised with the export's ``pixel_mean`
 blocks and the export's final ``norm`` (LayerNorm, weights from the export); the
 patch tokens (the class token dropped) are the dense features; the pooled (crop-level)
 feature is a mean of patch tokens, over every patch (``pool="mean"``) or over the patches
-covering the image centre (``pool="centre"``, :func:`centre_patch_grid`: for
-cell-centred crops, the cell the label names rather than its neighbours). The random
+covering the image centre (``pool="centre"``, ``classification.model.centre_patch_mean``,
+as the classifier's head reads them: for cell-centred crops, the cell the label names
+rather than its neighbours). The random
 counterpart of an export uses the export's standardisation, so only the weights differ.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..classification.model import build_classifier, centre_patch_grid, load_export_into
+from ..classification.model import build_classifier, centre_patch_mean, load_export_into
 from ..encoder_export.format import ViTArch, make_encoder_export
 from ..errors import DamaUserError
 
@@ -71,7 +72,7 @@ class ProbeEncoder(nn.Module):
         info: provenance and architecture; ``info.pixel_mean`` / ``pixel_std`` (one
             value per channel, or None) standardise the input.
         pool: the pooled feature: ``"mean"`` of every patch token or of the
-            ``"centre"`` patches (:func:`centre_patch_grid`).
+            ``"centre"`` patches (``classification.model.centre_patch_grid``).
     """
 
     def __init__(self, vit: nn.Module, norm: nn.LayerNorm, info: EncoderInfo,
@@ -119,10 +120,7 @@ class ProbeEncoder(nn.Module):
         patches = self.norm(tokens[:, self.vit.num_prefix_tokens:])
         if self.pool == "mean":
             return patches.mean(dim=1), patches
-        gh, gw = self.grid_size
-        rows, cols = centre_patch_grid(gh, gw)
-        grid = patches.reshape(len(patches), gh, gw, -1)
-        return grid[:, rows, cols].mean(dim=(1, 2)), patches
+        return centre_patch_mean(patches, *self.grid_size), patches
 
 
 def random_export(

@@ -120,7 +120,7 @@ def run_probes(
         patch_size: its patch size.
         with_random: also probe the export's untrained counterpart.
         pool: ``celltype``'s crop feature: the mean of the ``"centre"`` patch tokens
-            (:func:`~.features.centre_patch_grid`) or of all of them (``"mean"``).
+            (``classification.model.centre_patch_grid``) or of all of them (``"mean"``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         amp: ``"off"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` autocast of the encoder.
         batch_size: images per forward pass.

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
+from dama_det.classification.model import centre_patch_grid
 from dama_det.cli import main
 from dama_det.data.tiff_io import write_label_image, write_ome_tiff
 from dama_det.encoder_export.format import save_encoder_export
@@ -20,7 +21,6 @@ from dama_det.pretrain.models_mae import MaskedAutoencoderViT, mae_config
 from dama_det.probe.dense import IGNORE, build_dense_tiles, patch_targets, tile_origins
 from dama_det.probe.features import (
     build_probe_encoder,
-    centre_patch_grid,
     extract_features,
     random_export,
     random_export_like,
