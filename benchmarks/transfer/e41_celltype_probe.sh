@@ -32,7 +32,8 @@
 # E49 reuses this script with other crops and a longer schedule (e49_nuclear_probe.sh):
 #   CROPS (crop folder name under data_pre/ and data_probe/, default crops), IN_CHANS (7),
 #   EPOCHS (probed epochs, the last is the schedule's length; "15 30 60"), WARMUP (6),
-#   SAVE_EVERY (15).
+#   SAVE_EVERY (15); E53 adds PRETRAIN_ARGS (extra `dama-det pretrain` flags, e.g.
+#   "--patch-size 8", used for the untrained export too).
 set -e
 D=${1:-outputs/transfer/e41_celltype_probe}
 STAGE=${2:-all}
@@ -46,7 +47,7 @@ CROPS=${CROPS:-crops}
 if [ $STAGE != probe ]; then
   for s in ${SEEDS:-0 1 2}; do for m in ${METHODS:-dama mae}; do
     R=$D/$m/seed$s
-    P="--data $D/data_pre/$CROPS --in-chans ${IN_CHANS:-7} --method $m --model mini --epochs $FINAL --warmup-epochs ${WARMUP:-6} --batch-size 32 --blr 1e-3 --seed $s --num-workers 0"
+    P="--data $D/data_pre/$CROPS --in-chans ${IN_CHANS:-7} --method $m --model mini --epochs $FINAL --warmup-epochs ${WARMUP:-6} --batch-size 32 --blr 1e-3 --seed $s --num-workers 0 ${PRETRAIN_ARGS:-}"
     [ -f $R/untrained.pth ] || $B pretrain $P --output-dir $R/untrained_run --untrained --no-progress > /dev/null
     [ -f $R/untrained.pth ] || mv $R/untrained_run/encoder.pth $R/untrained.pth
     [ -f $R/run/checkpoint-$(printf %04d $FINAL).pth ] || $B pretrain $P --output-dir $R/run --save-every ${SAVE_EVERY:-15} --vis-every 0 --no-progress --resume auto > $R.log 2>&1

@@ -46,5 +46,7 @@ for split in "data_pre 0" "data_probe 1"; do
   [ -d $D/$1 ] || $B data synth --out $D/$1 --n-train-tiles 1 --n-val-tiles 1 --tile-size 128 --n-crops-per-type 100 --seed $2 --quiet
   [ -f $D/$1/crops_nuc/labels.csv ] || $PY $HERE/e49_channel_subset.py $D/$1/crops $D/$1/crops_nuc DAPI Histones
 done
-CROPS=crops_nuc IN_CHANS=2 EPOCHS="30 60 120 240" WARMUP=10 SAVE_EVERY=30 \
+# E53 (e53_patch8_probe.sh) runs this with another schedule and patch size: EPOCHS,
+# WARMUP, SAVE_EVERY and PRETRAIN_ARGS pass through to e41_celltype_probe.sh.
+CROPS=crops_nuc IN_CHANS=2 EPOCHS=${EPOCHS:-30 60 120 240} WARMUP=${WARMUP:-10} SAVE_EVERY=${SAVE_EVERY:-30} \
   bash $HERE/e41_celltype_probe.sh $D $STAGE
