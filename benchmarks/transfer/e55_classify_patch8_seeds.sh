@@ -11,6 +11,10 @@
 # Rule (e'), over the 30 (pretraining seed, fold) pairs with E54's seed 0, population
 # std: DAMA-1200 - init has mean > std, and a positive mean on each seed. Reported
 # beside: DAMA - random (E54's random-8px on the same folds) over the pairs.
+# Amended 11:32 UTC, before any seed-2 run and with seed 1 half done: the runs take ~4
+# min per fold with three jobs on the two cores, so seed 2 would not finish in this
+# session; E55 is seed 1 only (init and DAMA-1200), and rule (e') is read over the 20
+# (seed, fold) pairs of seeds 0-1. Seed 2 is left for a later session (SEED=2 runs it).
 # Consequence: README's "what gain to expect" says whether 8-px DAMA pretraining adds
 # to fine-tuning beyond its untrained export; no default changes either way.
 #   SEED=1|2 METHOD=init|dama bash benchmarks/transfer/e55_classify_patch8_seeds.sh E49_OUT E53_OUT E50_OUT/folds.json [OUT]
