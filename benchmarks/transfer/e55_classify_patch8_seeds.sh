@@ -15,6 +15,11 @@
 # min per fold with three jobs on the two cores, so seed 2 would not finish in this
 # session; E55 is seed 1 only (init and DAMA-1200), and rule (e') is read over the 20
 # (seed, fold) pairs of seeds 0-1. Seed 2 is left for a later session (SEED=2 runs it).
+# E56, written 11:54 UTC after E55's seed-1 result (rule (e') not met: +2.9 ± 3.55 over
+# 20 pairs, +3.2 / +2.6 per seed) and before any seed-2 run: seed 2 (init, DAMA-1200),
+# two runs side by side, killed unfinished if the session ends first (then reported as
+# not run). Rule (e''): over all 30 (seed, fold) pairs, DAMA-1200 - init has mean >
+# population std and a positive mean on each seed. Same consequence.
 # Consequence: README's "what gain to expect" says whether 8-px DAMA pretraining adds
 # to fine-tuning beyond its untrained export; no default changes either way.
 #   SEED=1|2 METHOD=init|dama bash benchmarks/transfer/e55_classify_patch8_seeds.sh E49_OUT E53_OUT E50_OUT/folds.json [OUT]
