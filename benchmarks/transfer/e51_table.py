@@ -37,6 +37,12 @@ def diff(a: dict[int, dict], b: dict[int, dict]) -> np.ndarray:
     return np.array([a[k]["test_acc"] - b[k]["test_acc"] for k in sorted(set(a) & set(b))])
 
 
+def folds_hashes(runs: list[Path]) -> set[str]:
+    """The ``folds_sha256`` of every method stored in these classify output folders."""
+    return {m["fingerprint"]["folds_sha256"] for p in runs
+            for m in json.loads((p / "fold_results.json").read_text())["methods"].values()}
+
+
 def per_method(title: str, res: dict) -> None:
     print(f"\n{title}\n\n| method | test accuracy per fold (%) | mean ± std (population) |")
     print("|---|---|---|")
@@ -74,9 +80,7 @@ def main(e50: Path, e51: Path) -> None:
                 for m, r in dev["mean"].items() if m in dev["centre"]])
     parts = [e51 / "eval" / f"centre-{i}" for i in (1, 2)]
     if all((p / "fold_results.json").is_file() for p in parts):
-        split = {m["fingerprint"]["folds_sha256"] for p in (e50, *parts)
-                 for m in json.loads((p / "fold_results.json").read_text())["methods"].values()}
-        if len(split) != 1:
+        if len(folds_hashes([e50, *parts])) != 1:
             raise SystemExit(f"{e51 / 'eval'} has other folds than {e50}")
         centre = {m: r for p in parts for m, r in folds(p).items()}
         per_method("E51 eval: --pool centre on E50's folds", centre)

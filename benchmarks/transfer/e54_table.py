@@ -10,7 +10,6 @@ same folds; with E54's seed 0, the (seed, fold) pairs of rule (e').
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,19 +17,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from e42_table import folds
-from e51_table import diff, paired, per_method
+from e51_table import diff, folds_hashes, paired, per_method
 
 
 def load(parts: list[Path]) -> tuple[dict, set[str]]:
     """The methods' per-fold results of several classify outputs and their folds' hashes."""
-    res, split = {}, set()
-    for p in parts:
-        if not (p / "fold_results.json").is_file():
-            continue
-        res.update(folds(p))
-        split |= {m["fingerprint"]["folds_sha256"]
-                  for m in json.loads((p / "fold_results.json").read_text())["methods"].values()}
-    return res, split
+    parts = [p for p in parts if (p / "fold_results.json").is_file()]
+    return {m: r for p in parts for m, r in folds(p).items()}, folds_hashes(parts)
 
 
 def main(e51: Path, e54: Path) -> None:
