@@ -21,6 +21,7 @@ from ..utils.rng import seed_everything
 from .augment import build_eval_transform, build_train_transform
 from .dataset import CropDataset, CropIndex
 from .finetuning import accuracy_percent, evaluate, finetune
+from .folds import stratified_subset
 from .methods import PreparedMethod
 from .model import build_classifier, load_export_into, start_from_sincos_positions
 from .options import ClassifyOptions
@@ -31,12 +32,14 @@ CLASSIFIER_FORMAT = "dama_det.classifier.v1"
 def train_fold(opts: ClassifyOptions, info: DistInfo, device: torch.device,
                amp_dtype: torch.dtype | None, index: CropIndex, folds: list[np.ndarray],
                fold: int, m: PreparedMethod, img_size: int) -> dict[str, Any]:
-    """Fine-tune on every fold but ``fold``, test on ``fold``; returns the fold record."""
+    """Fine-tune on every fold but ``fold`` (on ``opts.label_fraction`` of it, stratified),
+    test on ``fold``; returns the fold record."""
     cfg = opts.finetune
     num_classes = len(index.class_names)
     test_idx = folds[fold]
-    train_idx = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != fold]))
     fold_seed = opts.seed * 1000 + fold  # the same for every method (paper: same seed)
+    train_idx = stratified_subset(np.concatenate([f for i, f in enumerate(folds) if i != fold]),
+                                  index.labels, opts.label_fraction, fold_seed)
     seed_everything(fold_seed)
     model = build_classifier(m.arch, img_size=img_size, in_chans=index.in_chans,
                              num_classes=num_classes, drop_path=cfg.drop_path, pool=opts.pool)

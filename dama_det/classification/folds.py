@@ -8,10 +8,14 @@ error instead of silently re-splitting.
 Stratification: inside each class the samples are shuffled, then all classes are laid
 end to end and position ``j`` goes to fold ``j % k``. Each class is therefore spread
 over the folds with counts that differ by at most one, and so are the fold sizes.
+
+Few labels (``--label-fraction``): :func:`stratified_subset` keeps a seeded share of
+each class of a training fold; the test fold stays whole.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -53,6 +57,42 @@ def stratified_kfold(labels: Sequence[int] | np.ndarray, k: int, seed: int = 0) 
     order = np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in classes])
     fold_of_position = np.arange(len(order)) % k
     return [np.sort(order[fold_of_position == f]) for f in range(k)]
+
+
+def stratified_subset(indices: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray,
+                      fraction: float, seed: int) -> np.ndarray:
+    """A seeded ``fraction`` of each class of ``indices`` (a training fold with few labels).
+
+    Each class keeps ``round(fraction * n)`` of its ``n`` samples, at least one. The
+    samples of a class are taken in the order of one seeded permutation, so for one seed
+    the subsets are nested (the 25 % subset holds the 10 % one) and every method given
+    the same seed trains on the same crops.
+
+    Args:
+        indices: sample indices to choose from, shape ``(M,)``.
+        labels: class index per sample of the whole dataset, shape ``(N,)``.
+        fraction: share kept, in (0, 1]; 1 keeps everything.
+        seed: seed of the per-class permutations.
+
+    Returns:
+        The sorted int64 indices kept, a subset of ``indices``.
+
+    Raises:
+        DamaUserError: ``fraction`` outside (0, 1].
+    """
+    if not 0 < fraction <= 1:
+        raise DamaUserError(f"--label-fraction must be in (0, 1], got {fraction}")
+    indices = np.sort(np.asarray(indices, dtype=np.int64))
+    if fraction == 1:
+        return indices
+    of_index = np.asarray(labels, dtype=np.int64)[indices]
+    rng = np.random.default_rng(seed)
+    kept = []
+    for c in np.unique(of_index):
+        members = indices[of_index == c]
+        n = max(1, math.floor(fraction * len(members) + 0.5))
+        kept.append(members[rng.permutation(len(members))[:n]])
+    return np.sort(np.concatenate(kept))
 
 
 def load_or_create_folds(

@@ -56,6 +56,7 @@ class ClassifyOptions:
     data: Path | None = None
     folds: int = 10
     folds_file: Path | None = None
+    label_fraction: float = 1.0  # share of each training fold fine-tuned on (stratified)
     seed: int = 0
     img_size: int | None = None
     arch: ViTArch | None = None
@@ -78,5 +79,7 @@ class ClassifyOptions:
         if self.random_pos_embed not in RANDOM_POS_EMBEDS:
             raise DamaUserError(f"random_pos_embed {self.random_pos_embed!r} is not one of "
                                 f"{', '.join(RANDOM_POS_EMBEDS)}")
+        if not 0 < self.label_fraction <= 1:
+            raise DamaUserError(f"--label-fraction must be in (0, 1], got {self.label_fraction}")
         if self.pool not in CLASSIFIER_POOLS:
             raise DamaUserError(f"pool {self.pool!r} is not one of {', '.join(CLASSIFIER_POOLS)}")

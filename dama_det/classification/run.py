@@ -109,6 +109,9 @@ def _prepare_folds(opts: ClassifyOptions, info: DistInfo, index: CropIndex,
         folds, reused = load_or_create_folds(*args)
         _log(opts, info, f"folds: {'reused' if reused else 'wrote'} {folds_file} "
              f"(sizes {[len(f) for f in folds]})")
+        if opts.label_fraction < 1:
+            _log(opts, info, f"few labels: fine-tuning on {opts.label_fraction:g} of each "
+                 "training fold per class (the same crops for every method)")
     barrier(info)
     if not info.is_main:
         folds, _ = load_or_create_folds(*args)
@@ -156,6 +159,7 @@ def _run(opts: ClassifyOptions, info: DistInfo, device: torch.device) -> dict[st
         "percentile_range": (list(opts.percentile_range)
                              if opts.intensity_scaling == "percentile" else None),
         "pixel_stats": opts.pixel_stats, "pool": opts.pool,
+        "label_fraction": opts.label_fraction,
     }
     for m in methods:
         fp = {**common_fp, **m.fingerprint()}
@@ -165,6 +169,7 @@ def _run(opts: ClassifyOptions, info: DistInfo, device: torch.device) -> dict[st
         if entry is not None and entry.get("folds"):
             stored = dict(entry.get("fingerprint") or {})
             stored.setdefault("pool", "mean")  # folds stored before --pool existed
+            stored.setdefault("label_fraction", 1.0)  # ... and before --label-fraction
             check_fingerprint(store_path, m.spec.name, stored, fp)
         entry = store["methods"].setdefault(m.spec.name, {"fingerprint": fp, "folds": {}})
         entry["fingerprint"] = fp

@@ -64,6 +64,7 @@ def summarise(opts: ClassifyOptions, index: CropIndex, methods: list[PreparedMet
         "img_size": img_size,
         "k": k,
         "seed": opts.seed,
+        "label_fraction": opts.label_fraction,
         "folds_file": str(folds_file),
         "finetune": opts.finetune.fingerprint(),
         "random_pos_embed": opts.random_pos_embed,

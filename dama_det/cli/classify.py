@@ -64,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cv.add_argument("--folds", type=int, default=10, metavar="K", help="number of folds")
     cv.add_argument("--folds-file", type=Path, metavar="JSON",
                     help="fold split to create or reuse (default OUT/folds.json)")
+    cv.add_argument("--label-fraction", type=fraction, default=1.0, metavar="F",
+                    help="fine-tune on this share of each training fold, stratified by "
+                    "class (at least one crop per class; the subset is fixed by --seed and "
+                    "the fold, so every method trains on the same crops); the test fold "
+                    "stays whole. Few labels are where pretraining should pay off")
     cv.add_argument("--seed", type=int, default=0, help="seed of the split and of training")
     cv.add_argument("--restart", action="store_true",
                     help="discard finished folds stored in OUT/fold_results.json")
@@ -168,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     )
     opts = ClassifyOptions(
         out=args.out, methods=methods, data=args.data, folds=args.folds,
-        folds_file=args.folds_file, seed=args.seed, img_size=args.img_size, arch=arch,
+        folds_file=args.folds_file, label_fraction=args.label_fraction, seed=args.seed,
+        img_size=args.img_size, arch=arch,
         random_pos_embed=args.random_pos_embed, pool=args.pool, finetune=cfg,
         device=args.device, amp=args.amp,
         synth_per_class=args.synth_per_class,

@@ -11,6 +11,7 @@ import torch
 from dama_det.classification.augment import build_eval_transform
 from dama_det.classification.dataset import CropDataset, scan_class_folders
 from dama_det.classification.finetuning import evaluate
+from dama_det.classification.folds import stratified_subset
 from dama_det.classification.model import ViTArch, build_classifier
 from dama_det.cli import main
 from dama_det.utils.device import cpu_has_native_bf16
@@ -191,8 +192,50 @@ def test_average_pooled_run_records_its_pool_and_its_saved_model_reproduces_it(t
     assert (out / "fold_results.json").read_text() == before
 
 
+def test_label_fraction_trains_every_method_on_the_same_stratified_share(tmp_path, export,
+                                                                         capsys):
+    """--label-fraction 0.5: each fold trains on half of every class of its training
+    folds (the same crops for random init and the export: same pixel statistics), tests
+    on the whole fold, and the setting guards the stored folds (stored before the option
+    existed = 1.0)."""
+    out = tmp_path / "out"
+    quick = ["--folds", "2", "--epochs", "1", *TINY[4:]]
+    args = ["--out", out, "--method", "random", "--method", f"dama={export}", *SYNTH, *quick]
+    rc, _, err = _run(capsys, *args, "--label-fraction", "0.5")
+    assert rc == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["label_fraction"] == 0.5
+    folds = json.loads((out / "folds.json").read_text())["folds"]
+    index = scan_class_folders(out / "synthetic_crops")
+    random_init, dama = results["methods"]
+    for fold in (0, 1):
+        a, b = random_init["folds"][fold], dama["folds"][fold]
+        assert a["n_test"] == b["n_test"] == len(folds[fold]) == 30
+        # 6 crops per class in the training fold, 3 kept: 15 of 30
+        assert a["n_train"] == b["n_train"] == 15
+        assert np.asarray(a["train_confusion"]).sum(axis=1).tolist() == [3] * 5
+        assert a["pixel_mean"] == b["pixel_mean"] and a["pixel_std"] == b["pixel_std"]
+        # the subset is the one stratified_subset names for the fold's seed (--seed 0)
+        subset = stratified_subset(folds[1 - fold], index.labels, 0.5, seed=fold)
+        raw = np.stack([CropDataset(index, [j])[0][0].numpy() for j in subset])
+        assert a["pixel_mean"] == pytest.approx(raw.mean(axis=(0, 2, 3)), rel=1e-4)
+
+    store = out / "fold_results.json"
+    before = store.read_text()
+    rc, _, err = _run(capsys, *args)
+    assert rc == 2 and "label_fraction: 0.5 -> 1.0" in err and len(err.strip().splitlines()) == 1
+    assert store.read_text() == before
+    old = json.loads(before)
+    for entry in old["methods"].values():
+        del entry["fingerprint"]["label_fraction"]
+    store.write_text(json.dumps(old))
+    rc, _, err = _run(capsys, *args, "--label-fraction", "0.5")
+    assert rc == 2 and "label_fraction: 1.0 -> 0.5" in err
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing_folder", "no such data folder"),
+    ("label_fraction_zero", "--label-fraction must be in (0, 1], got 0.0"),
     ("one_class", "only one class"),
     ("no_images", "holds no TIFF images"),
     ("mixed_channels", "channel(s) but"),
@@ -233,6 +276,9 @@ def test_bad_inputs_exit_2_with_one_error_line(tmp_path, export, capsys, case, m
         load_or_create_folds(tmp_path / "out" / "folds.json", index.sample_ids, index.labels,
                              index.class_names, k=3)
         extra = ["--folds", "4"]
+    elif case == "label_fraction_zero":
+        make_class_crops(data, n_per_class=3, size=32, classes=("a", "b"))
+        extra = ["--label-fraction", "0"]
     elif case == "random_width":  # the sin-cos start of random init needs a width 4k
         make_class_crops(data, n_per_class=3, size=32, classes=("a", "b"))
         extra = ["--embed-dim", "66"]

@@ -1,4 +1,5 @@
-"""Stratified k-fold splits: partition, stratification, determinism, reuse and mismatches."""
+"""Stratified k-fold splits: partition, stratification, determinism, reuse and mismatches;
+the few-label subsets of a training fold."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from dama_det.classification.folds import load_or_create_folds, stratified_kfold
+from dama_det.classification.folds import load_or_create_folds, stratified_kfold, stratified_subset
 from dama_det.errors import DamaUserError
 
 
@@ -43,6 +44,31 @@ def test_too_small_class_and_bad_k():
         stratified_kfold([0, 0, 0, 1, 1], 3)
     with pytest.raises(DamaUserError, match="at least 2"):
         stratified_kfold([0, 1], 1)
+
+
+def test_label_subset_keeps_a_rounded_share_of_every_class_nested_and_seeded():
+    """--label-fraction: per class round(f * n), at least one; only training indices;
+    the same seed gives the same crops (every method) and nested subsets across f."""
+    counts = [40, 25, 5, 12]
+    labels = np.random.default_rng(0).permutation(np.repeat(np.arange(4), counts))
+    folds = stratified_kfold(labels, 5, seed=0)
+    train = np.concatenate(folds[1:])  # fold 0 is the test fold
+    per_class = np.bincount(labels[train], minlength=4)
+    assert per_class.tolist() == [32, 20, 4, 9]
+    subsets = {f: stratified_subset(train, labels, f, seed=7) for f in (0.1, 0.25, 0.5, 1.0)}
+    assert np.bincount(labels[subsets[0.25]], minlength=4).tolist() == [8, 5, 1, 2]
+    assert np.bincount(labels[subsets[0.1]], minlength=4).tolist() == [3, 2, 1, 1]
+    assert np.array_equal(subsets[1.0], np.sort(train))
+    for f, sub in subsets.items():
+        assert np.array_equal(sub, np.unique(sub)) and set(sub) <= set(train.tolist())
+        assert not set(sub) & set(folds[0].tolist())
+        assert np.array_equal(sub, stratified_subset(train[::-1], labels, f, seed=7))
+    assert set(subsets[0.1]) <= set(subsets[0.25]) <= set(subsets[0.5])
+    other = stratified_subset(train, labels, 0.25, seed=8)
+    assert len(other) == len(subsets[0.25]) and not np.array_equal(other, subsets[0.25])
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(DamaUserError, match=r"--label-fraction must be in \(0, 1\]"):
+            stratified_subset(train, labels, bad, seed=0)
 
 
 def _dataset(n=30):
