@@ -43,21 +43,23 @@ def folds_hashes(runs: list[Path]) -> set[str]:
             for m in json.loads((p / "fold_results.json").read_text())["methods"].values()}
 
 
-def per_method(title: str, res: dict) -> None:
+def per_method(title: str, res: dict, digits: int = 0) -> None:
+    """Per-fold test accuracy of each method (``digits`` decimals per fold)."""
     print(f"\n{title}\n\n| method | test accuracy per fold (%) | mean ± std (population) |")
     print("|---|---|---|")
     for method, by_fold in res.items():
         a = accuracy(by_fold)
-        print(f"| {method} | {' / '.join(f'{x:.0f}' for x in a)} | "
+        print(f"| {method} | {' / '.join(f'{x:.{digits}f}' for x in a)} | "
               f"{a.mean():.1f} ± {a.std():.1f} |")
 
 
-def paired(rows: list[tuple[str, np.ndarray]]) -> None:
+def paired(rows: list[tuple[str, np.ndarray]], digits: int = 0) -> None:
+    """Per-fold paired differences, their mean, std and the rules' test (mean > pop. std)."""
     print("\n| paired difference | per fold | mean ± sample std | population std | "
           "mean > pop. std | folds ahead / behind |")
     print("|---|---|---|---|---|---|")
     for name, d in rows:
-        print(f"| {name} | {' / '.join(f'{x:+.0f}' for x in d)} | {ms(d, sign=True)} | "
+        print(f"| {name} | {' / '.join(f'{x:+.{digits}f}' for x in d)} | {ms(d, sign=True)} | "
               f"{d.std():.2f} | {'yes' if d.mean() > d.std() else 'no'} | "
               f"{(d > 0).sum()} / {(d < 0).sum()} |")
 

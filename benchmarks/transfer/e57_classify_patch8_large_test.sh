@@ -41,11 +41,14 @@ PY=${PYTHON:-python}
 [ -d $D/data ] || $B data synth --out $D/data --n-train-tiles 1 --n-val-tiles 1 --tile-size 128 --n-crops-per-type 400 --seed 2 --quiet
 [ -f $D/data/crops_nuc/labels.csv ] || $PY $HERE/e49_channel_subset.py $D/data/crops $D/data/crops_nuc DAPI Histones
 S=${SEED:-0}
-C="--data $D/data/crops_nuc --folds-file $D/folds.json --folds 5 --label-fraction 0.28 --pool centre --embed-dim 128 --depth 4 --num-heads 4 --patch-size 8 --epochs 20 --warmup-epochs 2 --batch-size 32 --blr 1e-2 --crop-scale 1 1 --amp auto --workers 0 --quiet --no-random"
+# E58 (e58_classify_patch8_few_labels.sh) runs this with fewer labels: LABEL_FRACTION,
+# EPOCHS, WARMUP and RUNS (the runs' folder; data and folds stay in OUT) pass through.
+R=${RUNS:-$D}
+C="--data $D/data/crops_nuc --folds-file $D/folds.json --folds 5 --label-fraction ${LABEL_FRACTION:-0.28} --pool centre --embed-dim 128 --depth 4 --num-heads 4 --patch-size 8 --epochs ${EPOCHS:-20} --warmup-epochs ${WARMUP:-2} --batch-size 32 --blr 1e-2 --crop-scale 1 1 --amp auto --workers 0 --quiet --no-random"
 case ${METHOD:-init} in
-  init) $B classify $C --out $D/seed$S-init --method init=$E53/dama/seed$S/untrained.pth ;;
-  dama) $B classify $C --out $D/seed$S-dama --method dama-1200=$E53/dama/seed$S/ep80.pth ;;
-  mae) $B classify $C --out $D/seed$S-mae --method mae-1200=$E53/mae/seed$S/ep80.pth ;;
-  random) $B classify $C --out $D/random --method random ;;
+  init) $B classify $C --out $R/seed$S-init --method init=$E53/dama/seed$S/untrained.pth ;;
+  dama) $B classify $C --out $R/seed$S-dama --method dama-1200=$E53/dama/seed$S/ep80.pth ;;
+  mae) $B classify $C --out $R/seed$S-mae --method mae-1200=$E53/mae/seed$S/ep80.pth ;;
+  random) $B classify $C --out $R/random --method random ;;
   *) echo "METHOD must be init, dama, mae or random" >&2; exit 2 ;;
 esac
