@@ -79,6 +79,7 @@ def train_fold(opts: ClassifyOptions, info: DistInfo, device: torch.device,
             "img_size": img_size, "pool": opts.pool, "in_chans": index.in_chans,
             "class_names": index.class_names,
             "channel_names": index.channel_names, "method": m.spec.name, "fold": fold,
+            "label_fraction": opts.label_fraction, "n_train": int(len(train_idx)),
             "intensity_scaling": opts.intensity_scaling, "pixel_mean": mean, "pixel_std": std,
         }, Path(opts.out) / "models" / m.spec.name / f"fold{fold}.pth")
     return {

@@ -68,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="fine-tune on this share of each training fold, stratified by "
                     "class (at least one crop per class; the subset is fixed by --seed and "
                     "the fold, so every method trains on the same crops); the test fold "
-                    "stays whole. Few labels are where pretraining should pay off")
+                    "stays whole: few-label runs, or larger test folds at a fixed training "
+                    "size (BENCHMARKS.md E57, E58)")
     cv.add_argument("--seed", type=int, default=0, help="seed of the split and of training")
     cv.add_argument("--restart", action="store_true",
                     help="discard finished folds stored in OUT/fold_results.json")

@@ -201,10 +201,12 @@ def test_label_fraction_trains_every_method_on_the_same_stratified_share(tmp_pat
     out = tmp_path / "out"
     quick = ["--folds", "2", "--epochs", "1", *TINY[4:]]
     args = ["--out", out, "--method", "random", "--method", f"dama={export}", *SYNTH, *quick]
-    rc, _, err = _run(capsys, *args, "--label-fraction", "0.5")
+    rc, _, err = _run(capsys, *args, "--label-fraction", "0.5", "--save-models")
     assert rc == 0, err
     results = json.loads((out / "results.json").read_text())
     assert results["label_fraction"] == 0.5
+    saved = torch.load(out / "models" / "dama" / "fold0.pth", weights_only=False)
+    assert saved["label_fraction"] == 0.5 and saved["n_train"] == 15
     folds = json.loads((out / "folds.json").read_text())["folds"]
     index = scan_class_folders(out / "synthetic_crops")
     random_init, dama = results["methods"]
