@@ -63,10 +63,11 @@ def main(out: Path, fraction: float = 0.28, e57: Path | None = None) -> None:
             for (a, b), r in zip(GAINS, rules) if a in one and b in one]
     paired(rows, digits=2)
     if e57 is not None:
-        both = [out / name for name in runs] + [e57 / name for name in load(e57)]
+        ref_runs = load(e57)
+        both = [out / name for name in runs] + [e57 / name for name in ref_runs]
         if len(folds_hashes(both)) != 1:
             raise SystemExit(f"{out} and {e57} were not run on the same folds")
-        ref = seed0(load(e57))
+        ref = seed0(ref_runs)
         paired([(f"({a} - {b}) at {fraction} minus at 0.28 (E57)",
                  diff(one[a], one[b]) - diff(ref[a], ref[b]))
                 for a, b in GAINS if {a, b} <= set(one) and {a, b} <= set(ref)], digits=2)

@@ -15,13 +15,13 @@ each class of a training fold; the test fold stays whole.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..data.label_subset import seeded_share
 from ..errors import DamaUserError
 from ..utils.io import atomic_write_json
 
@@ -83,15 +83,12 @@ def stratified_subset(indices: Sequence[int] | np.ndarray, labels: Sequence[int]
     if not 0 < fraction <= 1:
         raise DamaUserError(f"--label-fraction must be in (0, 1], got {fraction}")
     indices = np.sort(np.asarray(indices, dtype=np.int64))
-    if fraction == 1:
-        return indices
     of_index = np.asarray(labels, dtype=np.int64)[indices]
     rng = np.random.default_rng(seed)
     kept = []
     for c in np.unique(of_index):
         members = indices[of_index == c]
-        n = max(1, math.floor(fraction * len(members) + 0.5))
-        kept.append(members[rng.permutation(len(members))[:n]])
+        kept.append(members[seeded_share(len(members), fraction, rng)])
     return np.sort(np.concatenate(kept))
 
 

@@ -19,6 +19,17 @@ from ..errors import DamaUserError
 from ..utils.io import atomic_write_json
 
 
+def seeded_share(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Positions of a ``fraction`` of ``n`` items: the first ``round(fraction * n)`` (at
+    least one) of a permutation drawn from ``rng``. For one generator state the shares
+    of different fractions are nested. ``fraction`` is checked by the caller.
+
+    Returns:
+        ``(k,)`` int64 positions into the ``n`` items, in permutation order.
+    """
+    return rng.permutation(n)[:max(1, math.floor(fraction * n + 0.5))]
+
+
 def label_subset(coco: dict[str, Any], fraction: float, seed: int) -> dict[str, Any]:
     """The COCO dict restricted to a seeded ``fraction`` of its images.
 
@@ -41,9 +52,7 @@ def label_subset(coco: dict[str, Any], fraction: float, seed: int) -> dict[str, 
     if not images:
         raise DamaUserError("cannot take a labelled subset of a dataset without images")
     ids = sorted(int(im["id"]) for im in images)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    k = max(1, math.floor(fraction * len(ids) + 0.5))
-    keep = {ids[i] for i in order[:k]}
+    keep = {ids[i] for i in seeded_share(len(ids), fraction, np.random.default_rng(seed))}
     out = {key: value for key, value in coco.items() if key not in ("images", "annotations")}
     out["images"] = [im for im in images if int(im["id"]) in keep]
     out["annotations"] = [a for a in coco.get("annotations", []) if int(a["image_id"]) in keep]
