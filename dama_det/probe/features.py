@@ -28,14 +28,19 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..classification.model import build_classifier, centre_patch_mean, load_export_into
+from ..classification.model import (
+    CLASSIFIER_POOLS,
+    build_classifier,
+    centre_patch_mean,
+    load_export_into,
+)
 from ..encoder_export.format import ViTArch, make_encoder_export
 from ..errors import DamaUserError
 
 #: the ``source`` of an encoder built without weights.
 RANDOM_SOURCE = "random"
-#: crop-level readouts of the patch tokens: the central patches, or all of them.
-POOLS = ("centre", "mean")
+#: crop-level readouts of the patch tokens (all of them, or the central ones): the classifier's.
+POOLS = CLASSIFIER_POOLS
 
 
 @dataclass
