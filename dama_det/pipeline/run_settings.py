@@ -7,9 +7,13 @@ detector schedule, other data, another pretraining length for ``dama``) would re
 old detectors and report them under the new settings. ``settings.json`` in the output
 folder records, per method, every setting its outputs depend on: the shared sections
 (dataset without ``label_fraction``, pretraining, detection without ``tta``, evaluation,
-probes) and the method's own definition. Seeds, label fractions and test-time
-augmentation write to their own folders, so adding them changes no stored output and is
-not recorded; nor is adding a method or a ``probe`` section. ``dama-det demo`` records
+probes), the method's own definition, and what its outputs take from the installed code
+and config files (``code``: the pretraining command's defaults, the model size, the
+detector config as it resolves; :mod:`.code_settings`), so that an upgrade or an edited
+config file is named too. Seeds, label fractions and test-time augmentation write to
+their own folders, so adding them changes no stored output and is not recorded; nor is
+adding a method or a ``probe`` section (a record without ``code``, from an older dama_det,
+is taken as made with today's code and completed). ``dama-det demo`` records
 its preset's sizes and seed the same way (``--controls`` added later is fine). With
 ``--force`` a changed entry is recorded only when the run has finished, so a forced run
 stopped half way still refuses a plain continuation.
@@ -22,6 +26,7 @@ from typing import Any, Callable
 
 from ..errors import DamaUserError
 from ..utils.io import atomic_write_bytes
+from .code_settings import code_settings
 from .run_spec import MethodSpec, RunSpec
 
 SETTINGS_FILE = "settings.json"
@@ -41,7 +46,11 @@ def method_settings(spec: RunSpec, method: MethodSpec) -> dict[str, Any]:
         A JSON-plain mapping: ``dataset`` and ``evaluation``; ``detection`` (not for
         ``classical``, which trains nothing); ``pretrain`` (the method's, overrides
         applied) for pretrained methods and ``init``; ``probe`` for methods with an
-        encoder; ``method`` (kind, pretraining method, given weights).
+        encoder; ``method`` (kind, pretraining method, given weights); ``code``
+        (:func:`~.code_settings.code_settings` of the pretraining and detection it uses).
+
+    Raises:
+        DamaUserError: the detection config is not found or does not read.
     """
     kind = method.kind
     settings: dict[str, Any] = {
@@ -52,6 +61,7 @@ def method_settings(spec: RunSpec, method: MethodSpec) -> dict[str, Any]:
     if kind in ("pretrain", "init", "weights"):
         settings["probe"] = spec.probe
     settings["method"] = {"kind": kind, "method": method.method, "weights": method.weights}
+    settings["code"] = code_settings(settings.get("pretrain"), settings.get("detection"))
     return _plain(settings)
 
 
@@ -103,6 +113,8 @@ def check_and_record(out: Path, current: dict[str, dict[str, Any]],
         before = dict(recorded.get(name, settings))
         if "probe" in settings and before.get("probe") is None:  # probes added later
             before["probe"] = settings["probe"]  # write new files only
+        if "code" in settings and "code" not in before:  # recorded before dama_det did
+            before["code"] = settings["code"]  # taken as unchanged, recorded from now on
         if diffs := _differences(before, settings, name):
             changed[name] = diffs
     if changed and not force:

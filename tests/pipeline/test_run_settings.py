@@ -14,7 +14,7 @@ from dama_det.pipeline.run_spec import load_run_spec
 BASE = """
 dataset: {type: synth, n_train_tiles: 4}
 pretrain: {model: test, epochs: 2}
-detection: {config: x, iters: 7}
+detection: {config: quick_schedules/mask_rcnn_dama_vit_instant_test.yaml, iters: 7}
 methods: [random, init, classical, {name: long, method: dama, pretrain: {epochs: 5}}]
 """
 
@@ -123,3 +123,68 @@ def test_compare_cli_refuses_before_any_stage(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and err[0].startswith("error:")
     assert "random.detection.iters: 7 -> 8" in err[0]
     assert sorted(p.name for p in out.iterdir()) == [SETTINGS_FILE]  # no data, no run.yaml
+
+
+def test_changed_code_default_is_refused_for_the_methods_it_reaches(tmp_path, monkeypatch):
+    """An upgrade that changes a pretraining default (here the weight init) would make
+    ``init`` and ``long`` differently: both are named, random init and classical are not."""
+    from dama_det.pipeline import code_settings
+
+    _record(tmp_path, BASE)
+    today = code_settings.pretraining_defaults()
+    assert today["weight_init"] == "xavier_small_residual"
+    monkeypatch.setattr(code_settings, "pretraining_defaults",
+                        lambda: {**today, "weight_init": "xavier"})
+    with pytest.raises(DamaUserError) as err:
+        _record(tmp_path, BASE)
+    message = str(err.value)
+    for method in ("init", "long"):
+        assert f"{method}.code.pretrain.weight_init: 'xavier_small_residual' -> 'xavier'" in message
+    assert "random." not in message and "classical." not in message
+
+
+def test_edited_detector_config_file_is_refused_unless_the_run_sets_the_key(tmp_path):
+    """The detector config as its file and _BASE_ chain resolve is recorded: a key the
+    description leaves to the file is named when the file changes; keys the run sets
+    itself (the schedule from ``iters``, the description's ``opts``) are not recorded."""
+    from dama_det.engine.config_files import QUICK_CONFIG, find_config_file
+
+    config = tmp_path / "detector.yaml"
+    config.write_text(f"_BASE_: {find_config_file(QUICK_CONFIG)}\n")
+    text = BASE.replace("config: quick_schedules/mask_rcnn_dama_vit_instant_test.yaml",
+                        f"config: {config}, opts: [MODEL.RPN.NMS_THRESH, 0.6]")
+    _record(tmp_path, text)
+    recorded = json.loads((tmp_path / "out" / SETTINGS_FILE).read_text())["made_with"]
+    detector = recorded["random"]["code"]["detector"]
+    assert detector["MODEL.ROI_HEADS.NAME"] == "StandardROIHeads"
+    assert not {"SOLVER.MAX_ITER", "SOLVER.STEPS", "MODEL.RPN.NMS_THRESH", "OUTPUT_DIR",
+                "DATASETS.TRAIN", "SEED", "MODEL.WEIGHTS"} & set(detector)
+    assert "detector" not in recorded["classical"]["code"]  # trains nothing
+    assert recorded["init"]["code"]["model_size"]["depth"] == 2  # the test size
+    # the schedule and the description's opts are the run's own: editing them in the file
+    # changes no output
+    config.write_text(config.read_text() + "SOLVER:\n  MAX_ITER: 99\n"
+                      "MODEL:\n  RPN:\n    NMS_THRESH: 0.5\n")
+    _record(tmp_path, text)
+    config.write_text(config.read_text().replace("  RPN:", "  ROI_HEADS:\n    NAME: "
+                                                 "CascadeROIHeads\n  RPN:"))
+    with pytest.raises(DamaUserError) as err:
+        _record(tmp_path, text)
+    assert ("random.code.detector.MODEL.ROI_HEADS.NAME: 'StandardROIHeads' -> "
+            "'CascadeROIHeads'") in str(err.value)
+    assert "classical." not in str(err.value)
+
+
+def test_record_from_before_code_settings_continues_and_is_completed(tmp_path):
+    """An output folder recorded by an older dama_det (no ``code`` entry) continues, and
+    the code settings are recorded from then on."""
+    _record(tmp_path, BASE)
+    path = tmp_path / "out" / SETTINGS_FILE
+    old = json.loads(path.read_text())
+    for entry in old["made_with"].values():
+        del entry["code"]
+    path.write_text(json.dumps(old))
+    _record(tmp_path, BASE)
+    recorded = json.loads(path.read_text())["made_with"]
+    assert all("code" in entry for entry in recorded.values())
+    assert recorded["init"]["code"]["pretrain"]["mask_ratio"] == 0.8
