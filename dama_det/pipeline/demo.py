@@ -25,6 +25,7 @@ from typing import Callable
 
 from ..errors import DamaUserError
 from . import steps
+from .code_settings import code_settings
 from .report import write_demo_report
 from .run_settings import check_and_record
 from .stages import StageResult, evaluation_lacks, run_stage
@@ -99,8 +100,10 @@ def run_demo(
         raise DamaUserError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     size = PRESETS[preset]
     out = Path(out_dir).resolve()
-    record_settings = check_and_record(out, {"demo": {**asdict(size), "seed": seed}},
-                                       force=force)
+    code = code_settings({"model": size.pretrain_model},
+                         {"config": size.det_config, "iters": size.det_iters})
+    record_settings = check_and_record(out, {"demo": {**asdict(size), "seed": seed,
+                                                      "code": code}}, force=force)
     data, pre, det, pred, ev = (out / "data", out / "pretrain", out / "detector",
                                 out / "predictions", out / "eval")
     encoder = out / "encoder.pth"

@@ -118,7 +118,8 @@ def check_and_record(out: Path, current: dict[str, dict[str, Any]],
         if diffs := _differences(before, settings, name):
             changed[name] = diffs
     if changed and not force:
-        listed = [d for diffs in changed.values() for d in diffs]
+        listed = sorted((d for diffs in changed.values() for d in diffs),
+                        key=lambda d: ".code." in d)  # the description's own keys first
         shown = "; ".join(listed[:6]) + (f"; and {len(listed) - 6} more" if len(listed) > 6
                                          else "")
         raise DamaUserError(

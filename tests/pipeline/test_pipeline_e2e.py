@@ -65,6 +65,10 @@ def test_demo_with_another_preset_or_seed_is_refused(smoke_demo, capsys):
         assert needle in err[0] and "--force" in err[0]
         assert "[skip]" not in captured.out
     assert (smoke_demo / "report.md").stat().st_mtime_ns == before
+    # what the demo took from the code and config files is recorded too
+    code = json.loads((smoke_demo / "settings.json").read_text())["made_with"]["demo"]["code"]
+    assert code["model_size"]["depth"] == 2 and code["pretrain"]["mask_ratio"] == 0.8
+    assert "SOLVER.MAX_ITER" not in code["detector"]  # the preset's det_iters sets it
 
 
 def test_demo_controls_added_to_a_finished_demo(smoke_demo, capsys):

@@ -141,6 +141,11 @@ def test_changed_code_default_is_refused_for_the_methods_it_reaches(tmp_path, mo
     for method in ("init", "long"):
         assert f"{method}.code.pretrain.weight_init: 'xavier_small_residual' -> 'xavier'" in message
     assert "random." not in message and "classical." not in message
+    # with a description change beside it, the description's keys are named first
+    with pytest.raises(DamaUserError) as err:
+        _record(tmp_path, BASE.replace("iters: 7", "iters: 8"))
+    message = str(err.value)
+    assert message.index("init.detection.iters: 7 -> 8") < message.index(".code.")
 
 
 def test_edited_detector_config_file_is_refused_unless_the_run_sets_the_key(tmp_path):
