@@ -389,13 +389,27 @@ def test_compare_cli_bad_description_is_one_error_line(tmp_path, capsys):
 def test_failed_stage_prints_one_error_line_and_how_to_continue(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     desc = _write(tmp_path, "dataset: {type: folders, train: empty, val: empty}\n"
-                            "detection: {config: x}\nmethods: [random]\n")
+                            "detection: {config: quick_schedules/mask_rcnn_dama_vit_instant_test}\n"
+                            "methods: [random]\n")
     rc = main(["compare", str(desc), "--out", str(tmp_path / "out")])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     errors = [line for line in err if line.startswith("error:")]
     assert rc == 2 and len(errors) == 1 and "empty" in errors[0]  # the stage's own message
     assert (err[-1].startswith("stopped: 'dama-det data' failed")
             and "run the same command" in err[-1])
+
+
+def test_missing_detector_config_is_refused_before_any_stage(tmp_path, capsys):
+    """The detector config is read when the settings are recorded, so a wrong name stops
+    the comparison before its data stage, naming the config; nothing is recorded."""
+    desc = _write(tmp_path, "dataset: {type: synth}\ndetection: {config: no_such_config}\n"
+                            "methods: [random]\n")
+    out = tmp_path / "out"
+    rc = main(["compare", str(desc), "--out", str(out)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1
+    assert err[0].startswith("error: no_such_config: no such config file (shipped configs:")
+    assert not (out / "settings.json").exists() and not (out / "data").exists()
 
 
 def test_run_stage_skips_existing_outputs_and_checks_them(tmp_path):
