@@ -141,6 +141,14 @@ class StageOptions:
                 and a.default is not argparse.SUPPRESS]
 
     @classmethod
+    def options_named(cls, argv: Sequence[str]) -> set[str]:
+        """The options a command line's flags set (``['--patch-size', 8]`` ->
+        ``{'patch_size'}``); a flag's abbreviation or an unknown flag names none."""
+        by_flag = {flag: a.dest for a in cls._actions() for flag in a.option_strings}
+        return {by_flag[flag] for arg in map(str, argv)
+                if (flag := arg.split("=", 1)[0]) in by_flag}
+
+    @classmethod
     def parser_defaults(cls) -> dict[str, Any]:
         """``{field: default}`` of the options the command line may leave out."""
         return {a.dest: _converted_default(a) for a in cls._actions() if not _required(a)}

@@ -118,6 +118,15 @@ def test_unknown_names_and_flags_are_named():
     assert (changed.epochs, changed.progress, changed.output_dir) == (7, False, "o")
 
 
+def test_options_named_maps_flags_to_fields():
+    """The fields a flag list sets, in both spellings of a value; values, unknown flags
+    and abbreviations name none."""
+    named = PretrainOptions.options_named(["--patch-size", 8, "--warmup-epochs=1.5",
+                                           "--no-progress", "-1", "--no-such-flag", "--epo"])
+    assert named == {"patch_size", "warmup_epochs", "progress"}
+    assert PretrainOptions.options_named([]) == set()
+
+
 def test_validate_repeats_the_parsers_checks():
     with pytest.raises(DamaUserError, match=r"argument --batch: must be >= 1, got 0"):
         PredictOptions(inputs=["a"], weights="w", out="o", batch=0).validate()

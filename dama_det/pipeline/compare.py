@@ -37,7 +37,7 @@ from ..utils.io import atomic_write_bytes
 from . import steps
 from .compare_results import evaluation_name, fraction_tag, predictions_tag, write_results
 from .run_settings import check_and_record_settings
-from .run_spec import REDRAW_SEED_OFFSET, MethodSpec, RunSpec, load_run_spec
+from .run_spec import REDRAW_SEED_OFFSET, MethodSpec, RunSpec, load_run_spec, pretrain_stage_options
 from .stages import evaluation_lacks, run_stage
 
 
@@ -124,10 +124,8 @@ class Comparison:
 
             def pretrain(untrained: bool) -> Path:
                 return steps.pretrain(
-                    crops, run / "pretrain", method=method, model=str(p.get("model", "test")),
-                    seed=seed, device=self.device, epochs=p.get("epochs", 30),
-                    batch_size=p.get("batch_size", 32), in_chans=channels,
-                    img_size=p.get("img_size"), blr=p.get("blr"), untrained=untrained,
+                    crops, run / "pretrain", method=method, seed=seed, device=self.device,
+                    **pretrain_stage_options(p, channels), untrained=untrained,
                     progress=False, extra_args=p.get("args", []), log=self.log)
 
             if m.kind == "init":

@@ -100,8 +100,11 @@ def run_demo(
         raise DamaUserError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     size = PRESETS[preset]
     out = Path(out_dir).resolve()
+    schedule = dict(epochs=size.pretrain_epochs, warmup_epochs=max(1, size.pretrain_epochs // 10),
+                    batch_size=size.pretrain_batch, blr=size.pretrain_blr)
     code = code_settings({"model": size.pretrain_model},
-                         {"config": size.det_config, "iters": size.det_iters})
+                         {"config": size.det_config, "iters": size.det_iters},
+                         pretrain_given={"method", "model", *schedule})
     record_settings = check_and_record(out, {"demo": {**asdict(size), "seed": seed,
                                                       "code": code}}, force=force)
     data, pre, det, pred, ev = (out / "data", out / "pretrain", out / "detector",
@@ -122,9 +125,7 @@ def run_demo(
         return steps.pretrain(
             data / "crops", out, method=size.method, model=size.pretrain_model, seed=seed,
             device=device, untrained=untrained, overwrite=force,
-            **({} if untrained else dict(
-                epochs=size.pretrain_epochs, warmup_epochs=max(1, size.pretrain_epochs // 10),
-                batch_size=size.pretrain_batch, blr=size.pretrain_blr)), log=log)
+            **({} if untrained else schedule), log=log)
 
     stage(f"2/7 pretrain: {size.method} ({size.pretrain_model} ViT, {size.pretrain_epochs} epochs)",
           [pre / "encoder.pth"],  # written when the whole schedule has run

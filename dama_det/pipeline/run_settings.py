@@ -13,10 +13,11 @@ detector config as it resolves; :mod:`.code_settings`), so that an upgrade or an
 config file is named too. Seeds, label fractions and test-time augmentation write to
 their own folders, so adding them changes no stored output and is not recorded; nor is
 adding a method or a ``probe`` section (a record without ``code``, from an older dama_det,
-is taken as made with today's code and completed). ``dama-det demo`` records
-its preset's sizes and seed the same way (``--controls`` added later is fine). With
-``--force`` a changed entry is recorded only when the run has finished, so a forced run
-stopped half way still refuses a plain continuation.
+is taken as made with today's code and completed; a recorded code setting that today's
+record lacks, such as a default the description now sets itself, is not compared).
+``dama-det demo`` records its preset's sizes and seed the same way (``--controls`` added
+later is fine). With ``--force`` a changed entry is recorded only when the run has
+finished, so a forced run stopped half way still refuses a plain continuation.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from typing import Any, Callable
 
 from ..errors import DamaUserError
 from ..utils.io import atomic_write_bytes
-from .code_settings import code_settings
-from .run_spec import MethodSpec, RunSpec
+from .code_settings import code_settings, pretrain_options_named
+from .run_spec import MethodSpec, RunSpec, pretrain_stage_options
 
 SETTINGS_FILE = "settings.json"
 #: keys that name their own output folders (adding one leaves every stored output valid)
@@ -61,8 +62,20 @@ def method_settings(spec: RunSpec, method: MethodSpec) -> dict[str, Any]:
     if kind in ("pretrain", "init", "weights"):
         settings["probe"] = spec.probe
     settings["method"] = {"kind": kind, "method": method.method, "weights": method.weights}
-    settings["code"] = code_settings(settings.get("pretrain"), settings.get("detection"))
+    settings["code"] = code_settings(settings.get("pretrain"), settings.get("detection"),
+                                     _pretrain_given(settings.get("pretrain")))
     return _plain(settings)
+
+
+def _pretrain_given(pretrain: dict[str, Any] | None) -> set[str]:
+    """The pretraining options a comparison sets itself for a method with the pretraining
+    section ``pretrain``: the method, those of :func:`.pretrain_stage_options` it gives a
+    value, and those its ``args`` name."""
+    if pretrain is None:
+        return set()
+    given = {k for k, v in pretrain_stage_options(pretrain, in_chans=1).items()
+             if v is not None}
+    return {"method", *given, *pretrain_options_named(pretrain.get("args", []))}
 
 
 def _differences(old: Any, new: Any, key: str) -> list[str]:
@@ -71,6 +84,13 @@ def _differences(old: Any, new: Any, key: str) -> list[str]:
         return [d for k in sorted(set(old) | set(new), key=str)
                 for d in _differences(old.get(k), new.get(k), f"{key}.{k}")]
     return [] if old == new else [f"{key}: {old!r} -> {new!r}"]
+
+
+def _within(old: Any, new: Any) -> Any:
+    """``old`` without the keys that ``new`` lacks, at every depth."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {k: _within(v, new[k]) for k, v in old.items() if k in new}
+    return old
 
 
 def _write(path: Path, recorded: dict[str, Any]) -> None:
@@ -115,6 +135,8 @@ def check_and_record(out: Path, current: dict[str, dict[str, Any]],
             before["probe"] = settings["probe"]  # write new files only
         if "code" in settings and "code" not in before:  # recorded before dama_det did
             before["code"] = settings["code"]  # taken as unchanged, recorded from now on
+        elif "code" in settings:  # a default the run now sets itself no longer shapes it
+            before["code"] = _within(before["code"], settings["code"])
         if diffs := _differences(before, settings, name):
             changed[name] = diffs
     if changed and not force:

@@ -105,6 +105,22 @@ class RunSpec:
         return {**self.pretrain, **method.pretrain}
 
 
+def pretrain_stage_options(section: dict[str, Any], in_chans: int) -> dict[str, Any]:
+    """The ``dama-det pretrain`` options a comparison sets from a method's pretraining
+    section (:meth:`RunSpec.pretrain_of`), besides the method, seed and ``args``.
+
+    Args:
+        section: the method's pretraining settings.
+        in_chans: the data's channel count.
+
+    Returns:
+        ``{option: value}``; a None value is left to the command's default.
+    """
+    return {"model": str(section.get("model", "test")), "epochs": section.get("epochs", 30),
+            "batch_size": section.get("batch_size", 32), "in_chans": in_chans,
+            "img_size": section.get("img_size"), "blr": section.get("blr")}
+
+
 def _fail(path: Path, key: str, msg: str) -> DamaUserError:
     return DamaUserError(f"{path}: key '{key}': {msg}")
 

@@ -69,6 +69,7 @@ def test_demo_with_another_preset_or_seed_is_refused(smoke_demo, capsys):
     code = json.loads((smoke_demo / "settings.json").read_text())["made_with"]["demo"]["code"]
     assert code["model_size"]["depth"] == 2 and code["pretrain"]["mask_ratio"] == 0.8
     assert "SOLVER.MAX_ITER" not in code["detector"]  # the preset's det_iters sets it
+    assert not {"epochs", "blr", "model", "method"} & set(code["pretrain"])  # the preset's
 
 
 def test_demo_controls_added_to_a_finished_demo(smoke_demo, capsys):

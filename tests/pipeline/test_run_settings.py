@@ -148,6 +148,47 @@ def test_changed_code_default_is_refused_for_the_methods_it_reaches(tmp_path, mo
     assert message.index("init.detection.iters: 7 -> 8") < message.index(".code.")
 
 
+def test_defaults_the_run_sets_itself_are_neither_recorded_nor_refused(tmp_path, monkeypatch):
+    """Compare passes the model, epochs, batch size and channels (and blr, img_size or a
+    flag in ``args`` where the description gives them), so a new default for one of them
+    changes no output; an old record that still lists them continues."""
+    from dama_det.pipeline import code_settings
+
+    text = BASE.replace("epochs: 2}", "epochs: 2, args: [--mask-ratio, 0.7]}")
+    _record(tmp_path, text)
+    path = tmp_path / "out" / SETTINGS_FILE
+    pretrain = json.loads(path.read_text())["made_with"]["init"]["code"]["pretrain"]
+    assert not {"model", "method", "epochs", "batch_size", "in_chans", "mask_ratio"} \
+        & set(pretrain)
+    assert {"weight_init", "blr", "img_size", "warmup_epochs"} <= set(pretrain)
+    today = code_settings.pretraining_defaults()
+    monkeypatch.setattr(code_settings, "pretraining_defaults", lambda: {
+        **today, "epochs": today["epochs"] + 1, "batch_size": 7, "mask_ratio": 0.5})
+    _record(tmp_path, text)
+    # a record written when these defaults were still listed (dama_det before this change)
+    old = json.loads(path.read_text())
+    for entry in old["made_with"].values():
+        if "pretrain" in entry["code"]:
+            entry["code"]["pretrain"].update(epochs=30, mask_ratio=0.8, batch_size=64)
+    path.write_text(json.dumps(old))
+    _record(tmp_path, text)
+    assert "epochs" not in json.loads(path.read_text())["made_with"]["long"]["code"]["pretrain"]
+    # a default the run does not set is still refused, with the description's blr given
+    # (its default is then not recorded) and without
+    monkeypatch.setattr(code_settings, "pretraining_defaults",
+                        lambda: {**today, "warmup_epochs": 3.0, "blr": 0.5})
+    with pytest.raises(DamaUserError) as err:
+        _record(tmp_path, text)
+    assert "long.code.pretrain.warmup_epochs" in str(err.value)
+    assert "long.code.pretrain.blr" in str(err.value)
+    given_blr, other = text.replace("epochs: 2,", "epochs: 2, blr: 1.0e-3,"), tmp_path / "b"
+    other.mkdir()
+    monkeypatch.setattr(code_settings, "pretraining_defaults", lambda: today)
+    _record(other, given_blr)
+    monkeypatch.setattr(code_settings, "pretraining_defaults", lambda: {**today, "blr": 0.5})
+    _record(other, given_blr)
+
+
 def test_edited_detector_config_file_is_refused_unless_the_run_sets_the_key(tmp_path):
     """The detector config as its file and _BASE_ chain resolve is recorded: a key the
     description leaves to the file is named when the file changes; keys the run sets
