@@ -128,7 +128,7 @@ def check_and_record(out: Path, current: dict[str, dict[str, Any]],
             raise DamaUserError(f"{path}: not a settings record of dama-det ({exc}); "
                                 "remove it or use another output folder") from None
     current = _plain(current)
-    changed: dict[str, list[str]] = {}
+    changed: dict[str, tuple[list[str], list[str]]] = {}  # name -> (description, code)
     for name, settings in current.items():
         before = dict(recorded.get(name, settings))
         if "probe" in settings and before.get("probe") is None:  # probes added later
@@ -137,11 +137,13 @@ def check_and_record(out: Path, current: dict[str, dict[str, Any]],
             before["code"] = settings["code"]  # taken as unchanged, recorded from now on
         elif "code" in settings:  # a default the run now sets itself no longer shapes it
             before["code"] = _within(before["code"], settings["code"])
-        if diffs := _differences(before, settings, name):
-            changed[name] = diffs
-    if changed and not force:
-        listed = sorted((d for diffs in changed.values() for d in diffs),
-                        key=lambda d: ".code." in d)  # the description's own keys first
+        own = _differences({k: v for k, v in before.items() if k != "code"},
+                           {k: v for k, v in settings.items() if k != "code"}, name)
+        code = _differences(before.get("code"), settings.get("code"), f"{name}.code")
+        if own or code:
+            changed[name] = (own, code)
+    if changed and not force:  # the description's own keys first, then the code's
+        listed = [d for part in (0, 1) for diffs in changed.values() for d in diffs[part]]
         shown = "; ".join(listed[:6]) + (f"; and {len(listed) - 6} more" if len(listed) > 6
                                          else "")
         raise DamaUserError(
