@@ -36,14 +36,6 @@ def pretraining_defaults() -> dict[str, Any]:
             if k not in _PRETRAIN_RUN_ONLY}
 
 
-def pretrain_options_named(args: Iterable[Any]) -> set[str]:
-    """The ``dama-det pretrain`` options that the flags in ``args`` set (a description's
-    ``pretrain.args``, e.g. ``['--patch-size', 8]`` -> ``{'patch_size'}``)."""
-    from ..pretrain.options import PretrainOptions
-
-    return PretrainOptions.options_named([str(a) for a in args])
-
-
 def model_size_settings(name: str) -> dict[str, Any] | None:
     """The widths and depths of the model size ``name`` (None for an unknown name, which
     the pretraining stage itself reports)."""
@@ -98,16 +90,19 @@ def code_settings(pretrain: Mapping[str, Any] | None,
         detection: the description's detection section (None: the method trains no
             detector).
         pretrain_given: the pretraining options the run sets itself (from its description
-            or preset): their defaults shape nothing, so they are left out.
+            or preset) besides those the section's ``args`` flags name: their defaults
+            shape nothing, so they are left out.
 
     Returns:
         ``{"pretrain": defaults, "model_size": widths, "detector": config keys}``, each
-        only where it applies; the pretraining defaults without ``pretrain_given``, the
-        detector's keys without those the description's ``opts`` and ``iters`` set.
+        only where it applies; the pretraining defaults without the options the run sets,
+        the detector's keys without those the description's ``opts`` and ``iters`` set.
     """
     settings: dict[str, Any] = {}
     if pretrain is not None:
-        given = set(pretrain_given)
+        from ..pretrain.options import PretrainOptions
+
+        given = {*pretrain_given, *PretrainOptions.options_named(pretrain.get("args", []))}
         settings["pretrain"] = {k: v for k, v in pretraining_defaults().items()
                                 if k not in given}
         settings["model_size"] = model_size_settings(str(pretrain.get("model", "test")))

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from ..errors import DamaUserError
 from ..utils.io import atomic_write_bytes
-from .code_settings import code_settings, pretrain_options_named
+from .code_settings import code_settings
 from .run_spec import MethodSpec, RunSpec, pretrain_stage_options
 
 SETTINGS_FILE = "settings.json"
@@ -69,13 +69,12 @@ def method_settings(spec: RunSpec, method: MethodSpec) -> dict[str, Any]:
 
 def _pretrain_given(pretrain: dict[str, Any] | None) -> set[str]:
     """The pretraining options a comparison sets itself for a method with the pretraining
-    section ``pretrain``: the method, those of :func:`.pretrain_stage_options` it gives a
-    value, and those its ``args`` name."""
+    section ``pretrain`` (besides its ``args``): the method and those of
+    :func:`.pretrain_stage_options` it gives a value (the channel count always)."""
     if pretrain is None:
         return set()
-    given = {k for k, v in pretrain_stage_options(pretrain, in_chans=1).items()
-             if v is not None}
-    return {"method", *given, *pretrain_options_named(pretrain.get("args", []))}
+    return {"method", *(k for k, v in pretrain_stage_options(pretrain, in_chans=1).items()
+                        if v is not None)}
 
 
 def _differences(old: Any, new: Any, key: str) -> list[str]:
