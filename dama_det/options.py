@@ -141,7 +141,7 @@ class StageOptions:
                 and a.default is not argparse.SUPPRESS]
 
     @classmethod
-    def options_named(cls, argv: Sequence[str]) -> set[str]:
+    def options_named(cls, argv: Sequence[Any]) -> set[str]:
         """The options a command line's flags set (``['--patch-size', 8]`` ->
         ``{'patch_size'}``); a flag's abbreviation or an unknown flag names none."""
         by_flag = {flag: a.dest for a in cls._actions() for flag in a.option_strings}
